@@ -1,0 +1,59 @@
+"""Abstract processes: what `simulate` knows how to run.
+
+A *discrete* process maps an iterate to the next (``init``, ``step``, ``params``); iterate k sits
+at physical time t = k * lr. A *flow* is a vector field dtheta/dt = F(t, theta), integrated by
+diffrax; in log time tau = log(1 + t) the field is dtheta/dtau = e^tau F, which each flow may
+provide in an overflow-free form (``log_time_field``).
+"""
+
+import equinox as eqx
+import jax.numpy as jnp
+
+from ..errors import StepSizeError
+
+
+def positive_lr(lr):
+    """Check a learning rate is a finite positive number (concrete values only)."""
+    try:
+        value = float(lr)
+    except TypeError:  # traced under vmap/jit: cannot check here
+        return lr
+    if not (value > 0 and jnp.isfinite(value)):
+        raise StepSizeError(f"the learning rate must be finite and > 0, got lr = {lr!r}")
+    return lr
+
+
+class AbstractProcess(eqx.Module):
+    """Anything `simulate` runs."""
+
+    time_unit = "physical"
+
+
+class AbstractDiscrete(AbstractProcess):
+    """theta_{k+1} = step(theta_k); iterate k sits at t = k * lr.
+
+    The step may depend on k (schedules, minibatch order) and on auxiliary state (momentum,
+    permutation), which ``init`` creates and ``params`` strips.
+    """
+
+    lr: object
+
+    def init(self, theta0):
+        return theta0
+
+    def step(self, state, k):
+        raise NotImplementedError
+
+    def params(self, state):
+        return state
+
+
+class AbstractFlow(AbstractProcess):
+    """dtheta/dt = field(t, theta)."""
+
+    def field(self, t, theta):
+        raise NotImplementedError
+
+    def log_time_field(self, tau, theta):
+        """dtheta/dtau = e^tau field(e^tau - 1, theta); override to fold e^tau into exponents."""
+        raise NotImplementedError

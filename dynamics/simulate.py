@@ -1,0 +1,198 @@
+"""`simulate`: the one entry point that runs any process and returns a `Trajectory`."""
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .errors import DivergenceError, InputError, PrecisionError, SolverBudgetError
+from .losses import MarginLoss
+from .processes.base import AbstractDiscrete, AbstractFlow
+from .trajectory import Trajectory
+from .validation import finite_array
+
+#: float32 horizons past which exponentially-tailed separable runs are meaningless (theory 1.1):
+#: GD updates fall below float32 eps near 1e6 steps; exp(-u) underflows at u ~ 87 (tau ~ 87).
+FLOAT32_MAX_STEPS = 1_000_000
+FLOAT32_MAX_LOG_TIME = 80.0
+
+
+def _all_finite(tree):
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(tree)]))
+
+
+def _is_float32(tree):
+    return any(jnp.result_type(leaf) == jnp.float32 for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def _exponential_tail(process):
+    loss = getattr(process, "loss", None)
+    return isinstance(loss, MarginLoss) and loss.tail.positive_slope
+
+
+def _check_precision(process, y0, horizon, log_time, allow_float32):
+    """Refuse float32 runs past the horizon where exponentially-tailed runs silently stall."""
+    if allow_float32 or not _is_float32(y0) or not _exponential_tail(process):
+        return
+    if isinstance(process, AbstractDiscrete) and horizon > FLOAT32_MAX_STEPS:
+        raise PrecisionError(
+            f"float32 {type(process).__name__} asked for {horizon:.3g} steps on a separable "
+            f"exponentially-tailed loss: past ~{FLOAT32_MAX_STEPS:.0e} steps the update falls below "
+            "float32 resolution and the iterate freezes silently. Use float64 (jax_enable_x64) or "
+            "pass allow_float32=True to run anyway.")
+    if isinstance(process, AbstractFlow) and np.log1p(horizon) > FLOAT32_MAX_LOG_TIME:
+        raise PrecisionError(
+            f"float32 flow asked for t = {horizon:.3g} (log t = {np.log1p(horizon):.1f}): exp(-margin) "
+            f"underflows in float32 past log t ~ {FLOAT32_MAX_LOG_TIME:.0f} and the field stalls. "
+            "Use float64 (jax_enable_x64) or pass allow_float32=True to run anyway.")
+
+
+def _check_times(ts):
+    ts = finite_array("ts", ts, ndim=1).astype(np.float64)
+    if ts.size == 0:
+        raise InputError("ts must contain at least one time")
+    if np.any(np.diff(ts) <= 0):
+        raise InputError("ts must be strictly increasing")
+    if ts[0] < 0:
+        raise InputError(f"ts must be >= 0, got ts[0] = {ts[0]}")
+    return ts
+
+
+def _identity_observe(t, theta):
+    return theta
+
+
+# ----------------------------------------------------------------------------- discrete
+
+
+@eqx.filter_jit
+def _run_discrete(process, y0, steps, observe):
+    """Advance step by step to each save index; store only observe(t, theta) at the saves.
+
+    Also returns the first non-finite iterate index (-1 if none), located by replaying only the
+    segment in which the state first became non-finite, so the hot loop carries no check.
+    """
+
+    def advance(state, start, stop):
+        return jax.lax.fori_loop(start, stop, lambda k, s: process.step(s, k), state)
+
+    def first_bad_step(state, start, stop):
+        def cond(carry):
+            k, s = carry
+            return (k < stop) & _all_finite(process.params(s))
+
+        k, _ = jax.lax.while_loop(cond, lambda c: (c[0] + 1, process.step(c[1], c[0])), (start, state))
+        return k
+
+    def segment(carry, stop):
+        state, start, diverged_at = carry
+        new_state = advance(state, start, stop)
+        bad = ~_all_finite(process.params(new_state)) & (diverged_at < 0)
+        diverged_at = jax.lax.cond(bad, lambda: first_bad_step(state, start, stop), lambda: diverged_at)
+        saved = observe(stop * process.lr, process.params(new_state))
+        return (new_state, stop, diverged_at), saved
+
+    state0 = process.init(y0)
+    zero = jnp.zeros((), steps.dtype)
+    (_, _, diverged_at), saved = jax.lax.scan(segment, (state0, zero, -jnp.ones((), steps.dtype)), steps)
+    return saved, diverged_at
+
+
+def _simulate_discrete(process, y0, ts, observe):
+    lr = float(process.lr)
+    steps = np.rint(ts / lr).astype(np.int64)
+    if np.any(np.diff(steps) <= 0):
+        raise InputError(f"ts are closer than one step (lr = {lr}); iterate k sits at t = k * lr")
+    saved, diverged_at = _run_discrete(process, y0, jnp.asarray(steps), observe)
+    traj = Trajectory(ts=steps * lr, ys=saved, stats={"steps": int(steps[-1]), "gradients": int(steps[-1])})
+    diverged_at = int(diverged_at)
+    if diverged_at >= 0:
+        raise DivergenceError(
+            f"{type(process).__name__} diverged: iterate {diverged_at} (t = {diverged_at * lr:.6g}) is the "
+            "first non-finite one. Lower the learning rate (lr = {:.6g}).".format(lr),
+            step=diverged_at, time=diverged_at * lr, trajectory=traj)
+    return traj
+
+
+# ----------------------------------------------------------------------------- flows
+
+
+@eqx.filter_jit
+def _run_flow(process, y0, ts, observe, log_time, solver, rtol, atol, max_steps, dt0, pcoeff, icoeff):
+    if log_time:
+        term = diffrax.ODETerm(lambda tau, y, args: process.log_time_field(tau, y))
+        to_physical = jnp.expm1
+        grid = jnp.log1p(ts)
+    else:
+        term = diffrax.ODETerm(lambda t, y, args: process.field(t, y))
+        to_physical = lambda t: t
+        grid = ts
+    save = diffrax.SaveAt(ts=grid, fn=lambda s, y, args: observe(to_physical(s), y))
+    controller = diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=pcoeff, icoeff=icoeff)
+    sol = diffrax.diffeqsolve(term, solver, grid[0], grid[-1], dt0, y0, saveat=save,
+                              stepsize_controller=controller, max_steps=max_steps, throw=False)
+    return sol.ys, sol.result, sol.stats
+
+
+def _simulate_flow(process, y0, ts, observe, log_time, solver, rtol, atol, max_steps, dt0, pcoeff, icoeff):
+    solver = diffrax.Tsit5() if solver is None else solver
+    ys, result, stats = _run_flow(process, y0, jnp.asarray(ts), observe, log_time, solver,
+                                  jnp.asarray(rtol), jnp.asarray(atol), max_steps, dt0, pcoeff, icoeff)
+    stats = {k: int(v) for k, v in stats.items()}
+    traj = Trajectory(ts=ts, ys=ys, stats=stats)
+    if result == diffrax.RESULTS.max_steps_reached:
+        raise SolverBudgetError(
+            f"{type(solver).__name__} used all max_steps={max_steps} steps before t = {ts[-1]:.6g}"
+            f"{'' if log_time else ' (integrating in t)'}. Advice: "
+            + ("separable problems are stiff in t; pass log_time=True to integrate in tau = log(1 + t), "
+               if not log_time else "")
+            + "raise max_steps, or for log-time horizons beyond tau ~ 1e3 pass solver=diffrax.Kvaerno5() "
+              "with rtol ~ 1e-6 (an implicit solver takes a nearly constant number of steps per horizon).")
+    if result != diffrax.RESULTS.successful:
+        finite = np.array([bool(_all_finite(jax.tree_util.tree_map(lambda leaf: leaf[i], ys)))
+                           for i in range(len(ts))])
+        last = float(ts[finite][-1]) if finite.any() else None
+        raise DivergenceError(
+            f"{type(process).__name__} failed ({result}); last finite saved time: {last}",
+            time=last, trajectory=traj)
+    return traj
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def simulate(process, y0, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_time=False, solver=None,
+             max_steps=100_000, dt0=None, pcoeff=0.3, icoeff=0.3, allow_float32=False):
+    """Run ``process`` from ``y0`` (the state at ts[0]) and save at the physical times ``ts``.
+
+    Discrete methods (GD, SGD, ...): iterate k sits at t = k * lr, so ``ts`` is rounded to the
+    step grid (``traj.ts`` holds the times actually saved; ts[0] = 0 means "from iterate 0");
+    the whole run is one compiled `lax` loop storing only the T saved values. A non-finite
+    iterate raises `DivergenceError` naming the first bad step.
+
+    Flows: diffrax with a PID step-size controller (``rtol``, ``atol``, ``pcoeff``, ``icoeff``),
+    Tsit5 unless ``solver`` is given. ``log_time=True`` integrates in tau = log(1 + t), for
+    horizons like t = e^40 ... e^400 (separable problems are stiff in t: explicit steps grow only
+    like t). Explicit solvers suit tight tolerances (rtol 1e-10 .. 1e-12); for tau ~ 1e3 .. 1e4 at
+    rtol ~ 1e-6 pass diffrax.Kvaerno5() (implicit: a nearly constant step count at any horizon,
+    but its Newton iteration struggles below rtol ~ 1e-9). Running out of ``max_steps`` raises
+    `SolverBudgetError` with advice.
+
+    ``observe(t, theta)``: computed at each save instead of storing theta (e.g. a margin), so
+    long runs return the quantities, not the states. float32 states past the horizon where
+    exponentially-tailed runs stall raise `PrecisionError` unless ``allow_float32=True``.
+    """
+    ts = _check_times(ts)
+    for leaf in jax.tree_util.tree_leaves(y0):
+        finite_array("y0", leaf)
+    y0 = jax.tree_util.tree_map(jnp.asarray, y0)
+    observe = _identity_observe if observe is None else observe
+    if isinstance(process, AbstractDiscrete):
+        _check_precision(process, y0, ts[-1] / float(process.lr), False, allow_float32)
+        return _simulate_discrete(process, y0, ts, observe)
+    if isinstance(process, AbstractFlow):
+        _check_precision(process, y0, ts[-1], log_time, allow_float32)
+        return _simulate_flow(process, y0, ts, observe, log_time, solver, rtol, atol, max_steps,
+                              dt0, pcoeff, icoeff)
+    raise InputError(f"simulate needs a discrete method or a flow, got {type(process).__name__}")

@@ -1,0 +1,39 @@
+"""Input checks shared by models, predictions and `simulate` (host-side, NumPy)."""
+
+import numpy as np
+
+from .errors import InputError
+
+
+def finite_array(name, value, ndim=None):
+    """Return ``value`` as a float NumPy array, raising `InputError` on NaN/Inf or a wrong rank."""
+    arr = np.asarray(value)
+    if not np.issubdtype(arr.dtype, np.number):
+        raise InputError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim != ndim:
+        raise InputError(f"{name} must have {ndim} dimension(s), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise InputError(f"{name} contains NaN or Inf (first at index {tuple(int(i) for i in bad)})")
+    return arr
+
+
+def labelled_data(X, y):
+    """Check a binary classification set and return (X, y, Z) with z_n = y_n x_n.
+
+    X: (N, d) finite; y: (N,) with entries exactly in {-1, +1}.
+    """
+    X = finite_array("X", X, ndim=2)
+    y = finite_array("y", y, ndim=1)
+    if y.shape[0] != X.shape[0]:
+        raise InputError(f"X has {X.shape[0]} rows but y has {y.shape[0]} labels")
+    if X.shape[0] == 0:
+        raise InputError("the data set is empty")
+    bad = ~np.isin(y, (-1.0, 1.0))
+    if bad.any():
+        raise InputError(
+            f"labels must be -1 or +1; y[{int(np.argmax(bad))}] = {y[bad][0]!r} "
+            f"({int(bad.sum())} labels outside {{-1, +1}})")
+    X = X.astype(np.float64)
+    y = y.astype(np.float64)
+    return X, y, y[:, None] * X
