@@ -30,7 +30,7 @@ class PrecisionError(DynamicsError, ValueError):
 
 
 class SolverBudgetError(DynamicsError, RuntimeError):
-    """An adaptive solver ran out of steps before reaching the last requested time."""
+    """An adaptive solver ran out of steps (mostly accepted ones) before the last requested time."""
 
 
 class DivergenceError(DynamicsError, FloatingPointError):

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from .derivatives import scalar_loss
 from .errors import InputError
 
 REDUCTIONS = ("sum", "mean")
@@ -201,9 +202,7 @@ class Objective(eqx.Module):
         return jnp.log(self.fn(theta))
 
     def descent_direction(self, theta, log_scale=0.0):
-        value, grad = jax.value_and_grad(self.fn)(theta)
-        if jnp.ndim(value) != 0:
-            raise InputError(f"the loss must return a scalar, got shape {jnp.shape(value)}")
+        grad = jax.grad(scalar_loss(self.fn))(theta)
         return jax.tree_util.tree_map(lambda g: -jnp.exp(log_scale) * g, grad)
 
 

@@ -93,9 +93,8 @@ def _run_discrete(process, y0, steps, observe):
         saved = observe(stop * process.lr, process.params(new_state))
         return (new_state, stop, diverged_at), saved
 
-    state0 = process.init(y0)
-    zero = jnp.zeros((), steps.dtype)
-    (_, _, diverged_at), saved = jax.lax.scan(segment, (state0, zero, -jnp.ones((), steps.dtype)), steps)
+    start = (process.init(y0), steps[0], -jnp.ones((), steps.dtype))
+    (_, _, diverged_at), saved = jax.lax.scan(segment, start, steps)
     return saved, diverged_at
 
 
@@ -105,7 +104,8 @@ def _simulate_discrete(process, y0, ts, observe):
     if np.any(np.diff(steps) <= 0):
         raise InputError(f"ts are closer than one step (lr = {lr}); iterate k sits at t = k * lr")
     saved, diverged_at = _run_discrete(process, y0, jnp.asarray(steps), observe)
-    traj = Trajectory(ts=steps * lr, ys=saved, stats={"steps": int(steps[-1]), "gradients": int(steps[-1])})
+    taken = int(steps[-1] - steps[0])
+    traj = Trajectory(ts=steps * lr, ys=saved, stats={"steps": taken, "gradients": taken})
     diverged_at = int(diverged_at)
     if diverged_at >= 0:
         raise DivergenceError(
@@ -118,45 +118,59 @@ def _simulate_discrete(process, y0, ts, observe):
 # ----------------------------------------------------------------------------- flows
 
 
+def _split_complex(tree):
+    """Complex leaves -> real (2, ...) stacks (diffrax integrates real states); returns (tree, mask)."""
+    mask = jax.tree_util.tree_map(jnp.iscomplexobj, tree)
+    split = jax.tree_util.tree_map(lambda x, c: jnp.stack([x.real, x.imag]) if c else x, tree, mask)
+    return split, mask
+
+
+def _merge_complex(tree, mask):
+    return jax.tree_util.tree_map(lambda x, c: x[0] + 1j * x[1] if c else x, tree, mask)
+
+
 @eqx.filter_jit
-def _run_flow(process, y0, ts, observe, log_time, solver, rtol, atol, max_steps, dt0, pcoeff, icoeff):
-    if log_time:
-        term = diffrax.ODETerm(lambda tau, y, args: process.log_time_field(tau, y))
-        to_physical = jnp.expm1
-        grid = jnp.log1p(ts)
-    else:
-        term = diffrax.ODETerm(lambda t, y, args: process.field(t, y))
-        to_physical = lambda t: t
-        grid = ts
-    save = diffrax.SaveAt(ts=grid, fn=lambda s, y, args: observe(to_physical(s), y))
+def _run_flow(process, y0, mask, ts, observe, log_time, solver, rtol, atol, max_steps, dt0, pcoeff, icoeff):
+    field = process.log_time_field if log_time else process.field
+    to_physical = jnp.expm1 if log_time else (lambda t: t)
+    grid = jnp.log1p(ts) if log_time else ts
+    term = diffrax.ODETerm(lambda s, y, args: _split_complex(field(s, _merge_complex(y, mask)))[0])
+    save = diffrax.SaveAt(ts=grid, fn=lambda s, y, args: observe(to_physical(s), _merge_complex(y, mask)))
     controller = diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=pcoeff, icoeff=icoeff)
     sol = diffrax.diffeqsolve(term, solver, grid[0], grid[-1], dt0, y0, saveat=save,
                               stepsize_controller=controller, max_steps=max_steps, throw=False)
     return sol.ys, sol.result, sol.stats
 
 
+def _last_finite_time(ts, ys):
+    finite = np.array([bool(_all_finite(jax.tree_util.tree_map(lambda leaf: leaf[i], ys))) for i in range(len(ts))])
+    return float(ts[finite][-1]) if finite.any() else None
+
+
 def _simulate_flow(process, y0, ts, observe, log_time, solver, rtol, atol, max_steps, dt0, pcoeff, icoeff):
     solver = diffrax.Tsit5() if solver is None else solver
-    ys, result, stats = _run_flow(process, y0, jnp.asarray(ts), observe, log_time, solver,
+    y0, mask = _split_complex(y0)
+    ys, result, stats = _run_flow(process, y0, mask, jnp.asarray(ts), observe, log_time, solver,
                                   jnp.asarray(rtol), jnp.asarray(atol), max_steps, dt0, pcoeff, icoeff)
     stats = {k: int(v) for k, v in stats.items()}
     traj = Trajectory(ts=ts, ys=ys, stats=stats)
-    if result == diffrax.RESULTS.max_steps_reached:
+    if result == diffrax.RESULTS.successful:
+        return traj
+    last = _last_finite_time(ts, ys)
+    accepted, rejected = stats.get("num_accepted_steps", 0), stats.get("num_rejected_steps", 0)
+    if result == diffrax.RESULTS.max_steps_reached and rejected < accepted:
         raise SolverBudgetError(
-            f"{type(solver).__name__} used all max_steps={max_steps} steps before t = {ts[-1]:.6g}"
-            f"{'' if log_time else ' (integrating in t)'}. Advice: "
+            f"{type(solver).__name__} used all max_steps={max_steps} steps before t = {ts[-1]:.6g} "
+            f"(last saved time reached: {last}){'' if log_time else ', integrating in t'}. Advice: "
             + ("separable problems are stiff in t; pass log_time=True to integrate in tau = log(1 + t), "
                if not log_time else "")
             + "raise max_steps, or for log-time horizons beyond tau ~ 1e3 pass solver=diffrax.Kvaerno5() "
               "with rtol ~ 1e-6 (an implicit solver takes a nearly constant number of steps per horizon).")
-    if result != diffrax.RESULTS.successful:
-        finite = np.array([bool(_all_finite(jax.tree_util.tree_map(lambda leaf: leaf[i], ys)))
-                           for i in range(len(ts))])
-        last = float(ts[finite][-1]) if finite.any() else None
-        raise DivergenceError(
-            f"{type(process).__name__} failed ({result}); last finite saved time: {last}",
-            time=last, trajectory=traj)
-    return traj
+    raise DivergenceError(
+        f"{type(process).__name__} diverged or stalled after the last finite save at t = {last}: "
+        f"{rejected} of {accepted + rejected} steps were rejected ({result}). The state became non-finite, or the "
+        "field is not finite there (or, in float32, the tolerance is below the dtype's resolution).",
+        time=last, trajectory=traj)
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -167,7 +181,8 @@ def simulate(process, y0, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_time=F
     """Run ``process`` from ``y0`` (the state at ts[0]) and save at the physical times ``ts``.
 
     Discrete methods (GD, SGD, ...): iterate k sits at t = k * lr, so ``ts`` is rounded to the
-    step grid (``traj.ts`` holds the times actually saved; ts[0] = 0 means "from iterate 0");
+    step grid (``traj.ts`` holds the times actually saved; y0 is iterate round(ts[0] / lr), which
+    matters for k-dependent schedules such as normalized GD);
     the whole run is one compiled `lax` loop storing only the T saved values. A non-finite
     iterate raises `DivergenceError` naming the first bad step.
 

@@ -32,7 +32,7 @@ def labelled_data(X, y):
     bad = ~np.isin(y, (-1.0, 1.0))
     if bad.any():
         raise InputError(
-            f"labels must be -1 or +1; y[{int(np.argmax(bad))}] = {y[bad][0]!r} "
+            f"labels must be -1 or +1; y[{int(np.argmax(bad))}] = {float(y[bad][0])} "
             f"({int(bad.sum())} labels outside {{-1, +1}})")
     X = X.astype(np.float64)
     y = y.astype(np.float64)

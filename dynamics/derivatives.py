@@ -1,0 +1,53 @@
+"""Derivatives of a scalar loss E on a flat parameter vector, never materializing Hessians.
+
+g = grad E;  H v = jvp(grad E)(v) (forward-over-reverse, ~2-4 gradients);
+T[u, v] = grad_theta (u^T H(theta) v) with u, v held fixed (third-derivative product).
+Complex (holomorphic) parameters are supported: derivatives are complex-linear (no conjugation).
+"""
+
+import jax
+import jax.numpy as jnp
+
+from .errors import InputError
+
+
+def scalar_loss(loss):
+    """Wrap ``loss`` so that a non-scalar output raises `InputError` at trace time."""
+
+    def checked(theta):
+        value = loss(theta)
+        if jnp.ndim(value) != 0:
+            raise InputError(f"the loss must return a scalar, got an output of shape {jnp.shape(value)}")
+        return value
+
+    return checked
+
+
+def gradient(loss):
+    """theta -> grad E(theta); holomorphic when theta is complex."""
+    loss = scalar_loss(loss)
+
+    def grad(theta):
+        if jnp.iscomplexobj(theta):
+            return jax.grad(loss, holomorphic=True)(theta)
+        return jax.grad(loss)(theta)
+
+    return grad
+
+
+def hvp(loss):
+    """(theta, v) -> H(theta) v by forward-over-reverse differentiation."""
+    grad = gradient(loss)
+    return lambda theta, v: jax.jvp(grad, (theta,), (v,))[1]
+
+
+def third(loss):
+    """(theta, u, v) -> T(theta)[u, v] = d/dtheta (u^T H(theta) v)."""
+    hessian_vector = hvp(loss)
+    return lambda theta, u, v: jax.jvp(lambda th: hessian_vector(th, v), (theta,), (u,))[1]
+
+
+def hessian(loss):
+    """theta -> dense Hessian (n x n) as the Jacobian of the gradient: n HVPs, n^2 memory."""
+    grad = gradient(loss)
+    return lambda theta: jax.jacfwd(grad, holomorphic=jnp.iscomplexobj(theta))(theta)

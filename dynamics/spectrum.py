@@ -1,0 +1,76 @@
+"""Hessian spectra: dense eigh for small models, Lanczos with full reorthogonalization for large ones.
+
+Eigenvalues are *algebraic* (largest means most positive, not largest in magnitude). Parameters may
+be any pytree; they are flattened with `jax.flatten_util.ravel_pytree`.
+"""
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from .derivatives import hessian, hvp
+
+#: models with at most this many parameters use the dense Hessian by default.
+DENSE_LIMIT = 2000
+
+
+def flat_loss(loss, params):
+    """(E on flat vectors, flat params, unravel) for a loss of a pytree."""
+    flat, unravel = ravel_pytree(params)
+    return (lambda v: loss(unravel(v))), flat, unravel
+
+
+def lanczos(matvec, v0, steps):
+    """Lanczos tridiagonalization with full (twice-repeated) reorthogonalization.
+
+    Returns Ritz values (ascending) and Ritz vectors (columns) of the symmetric operator ``matvec``
+    restricted to the Krylov space K_steps(A, v0). Cost: ``steps`` matvecs + O(n steps^2).
+    """
+    n = v0.shape[0]
+    steps = min(steps, n)
+    V = jnp.zeros((steps + 1, n), v0.dtype).at[0].set(v0 / jnp.linalg.norm(v0))
+
+    def body(i, carry):
+        V, alpha, beta = carry
+        w = matvec(V[i])
+        a = jnp.vdot(V[i], w)
+        mask = (jnp.arange(steps + 1) <= i)[:, None]
+        Vm = jnp.where(mask, V, 0.0)
+        w = w - Vm.T @ (Vm @ w)
+        w = w - Vm.T @ (Vm @ w)
+        b = jnp.linalg.norm(w)
+        nxt = jnp.where(b > 1e-300, w / jnp.where(b > 1e-300, b, 1.0), 0.0)
+        return V.at[i + 1].set(nxt), alpha.at[i].set(a), beta.at[i].set(b)
+
+    zeros = jnp.zeros(steps, v0.dtype)
+    V, alpha, beta = jax.lax.fori_loop(0, steps, body, (V, zeros, zeros))
+    T = jnp.diag(alpha) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1)
+    values, vectors = jnp.linalg.eigh(T)
+    return values, V[:steps].T @ vectors
+
+
+def top_eigenpairs(loss, params, k, steps=None, start=None):
+    """Top-k (largest algebraic) Hessian eigenpairs by Lanczos on HVPs: (values desc, vectors (n, k)).
+
+    ``steps`` defaults to max(3k, 30); ``start`` (flat) defaults to a fixed Gaussian vector (key 0).
+    """
+    E, flat, _ = flat_loss(loss, params)
+    start = jax.random.normal(jax.random.PRNGKey(0), flat.shape, flat.dtype) if start is None else start
+    steps = max(3 * k, 30) if steps is None else steps
+    values, vectors = lanczos(lambda v: hvp(E)(flat, v), start, steps)
+    return values[::-1][:k], vectors[:, ::-1][:, :k]
+
+
+def sharpness(loss, params, method=None, steps=40):
+    """S(theta) = lambda_max(Hessian of ``loss`` at ``params``), the largest algebraic eigenvalue.
+
+    method="dense" (eigh of the full Hessian; default up to DENSE_LIMIT parameters) or "lanczos"
+    (``steps`` HVPs, relative error ~1e-10 at steps = 20-40 on typical spectra).
+    """
+    E, flat, _ = flat_loss(loss, params)
+    method = method or ("dense" if flat.size <= DENSE_LIMIT else "lanczos")
+    if method == "dense":
+        return jnp.linalg.eigvalsh(hessian(E)(flat))[-1]
+    if method == "lanczos":
+        return top_eigenpairs(loss, params, 1, steps)[0][0]
+    raise ValueError(f"method must be 'dense' or 'lanczos', got {method!r}")

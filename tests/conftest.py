@@ -1,0 +1,31 @@
+"""Shared data for the unit tests of `dynamics` (float64 is enabled by importing dynamics)."""
+
+import numpy as np
+import pytest
+
+import dynamics  # noqa: F401  (enables jax_enable_x64 before any test builds an array)
+
+#: c_n of the axis-aligned reference data z_n = c_n e_n (theory/implicit-bias.md section 2, case 1).
+AXIS_C = np.array([1.0, 2.0])
+
+
+@pytest.fixture
+def axis_data():
+    """X = diag(c), y = +1: z_n = c_n e_n with c = (1, 2)."""
+    return np.diag(AXIS_C), np.ones(len(AXIS_C)), AXIS_C
+
+
+def separable_data(seed, n, d, margin=0.0):
+    """Gaussian X (n, d) labelled by a random w*: y = sign(X w*); z_n.w*/||w*|| >= margin after a shift."""
+    rng = np.random.default_rng(seed)
+    w_star = rng.normal(size=d)
+    X = rng.normal(size=(n, d))
+    y = np.where(X @ w_star >= 0, 1.0, -1.0)
+    X = X + margin * y[:, None] * w_star / np.linalg.norm(w_star)
+    return X, y, w_star
+
+
+@pytest.fixture
+def make_separable():
+    """Factory separable_data(seed, n, d, margin) -> (X, y, w_star)."""
+    return separable_data
