@@ -9,6 +9,12 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 from . import predictions as predictions  # noqa: E402
+from . import spectrum as spectrum  # noqa: E402
+from .convergence import OrderFit as OrderFit  # noqa: E402
+from .convergence import convergence_order as convergence_order  # noqa: E402
+from .derivatives import gradient as gradient  # noqa: E402
+from .derivatives import hvp as hvp  # noqa: E402
+from .derivatives import third as third  # noqa: E402
 from .errors import DivergenceError as DivergenceError  # noqa: E402
 from .errors import DynamicsError as DynamicsError  # noqa: E402
 from .errors import InputError as InputError  # noqa: E402
@@ -24,6 +30,13 @@ from .losses import Objective as Objective  # noqa: E402
 from .losses import PolyExponential as PolyExponential  # noqa: E402
 from .losses import Squared as Squared  # noqa: E402
 from .models import linear_classifier as linear_classifier  # noqa: E402
+from .modified_losses import corridor_learning_rate as corridor_learning_rate  # noqa: E402
+from .modified_losses import corridor_residual as corridor_residual  # noqa: E402
+from .modified_losses import gradient_noise as gradient_noise  # noqa: E402
+from .modified_losses import igr_loss as igr_loss  # noqa: E402
+from .modified_losses import multitask_modified_loss as multitask_modified_loss  # noqa: E402
+from .modified_losses import partition_averaged_modified_loss as partition_averaged_modified_loss  # noqa: E402
+from .modified_losses import reshuffling_modified_loss as reshuffling_modified_loss  # noqa: E402
 from .models import tail_from as tail_from  # noqa: E402
 from .predictions import direction_error as direction_error  # noqa: E402
 from .predictions import l1_max_margin as l1_max_margin  # noqa: E402
@@ -33,9 +46,24 @@ from .predictions import separable_asymptotics as separable_asymptotics  # noqa:
 from .processes import SGD as SGD  # noqa: E402
 from .processes import AbstractDiscrete as AbstractDiscrete  # noqa: E402
 from .processes import AbstractFlow as AbstractFlow  # noqa: E402
+from .processes import AbstractSDE as AbstractSDE  # noqa: E402
+from .processes import ContinualModifiedFlow as ContinualModifiedFlow  # noqa: E402
+from .processes import DriftAdjustedGD as DriftAdjustedGD  # noqa: E402
+from .processes import GameGD as GameGD  # noqa: E402
+from .processes import GameModifiedFlow as GameModifiedFlow  # noqa: E402
 from .processes import GradientDescent as GradientDescent  # noqa: E402
 from .processes import GradientFlow as GradientFlow  # noqa: E402
 from .processes import HeavyBall as HeavyBall  # noqa: E402
+from .processes import ModifiedFlow as ModifiedFlow  # noqa: E402
 from .processes import NormalizedGD as NormalizedGD  # noqa: E402
+from .processes import PrincipalFlow as PrincipalFlow  # noqa: E402
+from .processes import SequentialGD as SequentialGD  # noqa: E402
+from .processes import StochasticModifiedEquation as StochasticModifiedEquation  # noqa: E402
+from .processes import bea_coefficients as bea_coefficients  # noqa: E402
+from .processes import game_fields as game_fields  # noqa: E402
+from .processes import lie_bracket as lie_bracket  # noqa: E402
+from .processes import minibatch_noise_factor as minibatch_noise_factor  # noqa: E402
+from .processes import principal_coefficient as principal_coefficient  # noqa: E402
 from .simulate import simulate as simulate  # noqa: E402
+from .spectrum import sharpness as sharpness  # noqa: E402
 from .trajectory import Trajectory as Trajectory  # noqa: E402

@@ -9,6 +9,7 @@ import numpy as np
 from .errors import DivergenceError, InputError, PrecisionError, SolverBudgetError
 from .losses import MarginLoss
 from .processes.base import AbstractDiscrete, AbstractFlow
+from .processes.sde import AbstractSDE
 from .trajectory import Trajectory
 from .validation import finite_array
 
@@ -105,7 +106,7 @@ def _simulate_discrete(process, y0, ts, observe):
         raise InputError(f"ts are closer than one step (lr = {lr}); iterate k sits at t = k * lr")
     saved, diverged_at = _run_discrete(process, y0, jnp.asarray(steps), observe)
     taken = int(steps[-1] - steps[0])
-    traj = Trajectory(ts=steps * lr, ys=saved, stats={"steps": taken, "gradients": taken})
+    traj = Trajectory(ts=steps * lr, ys=saved, time_unit=process.time_unit, stats={"steps": taken, "gradients": taken})
     diverged_at = int(diverged_at)
     if diverged_at >= 0:
         raise DivergenceError(
@@ -173,6 +174,36 @@ def _simulate_flow(process, y0, ts, observe, log_time, solver, rtol, atol, max_s
         time=last, trajectory=traj)
 
 
+# ----------------------------------------------------------------------------- SDEs
+
+
+@eqx.filter_jit
+def _run_sde(process, y0, ts, observe, solver, noise_shape):
+    def one_path(key):
+        brownian = diffrax.UnsafeBrownianPath(shape=noise_shape, key=key)  # fixed steps: independent increments
+        terms = diffrax.MultiTerm(diffrax.ODETerm(lambda t, y, args: process.drift(t, y)),
+                                  diffrax.ControlTerm(lambda t, y, args: process.diffusion(t, y), brownian))
+        steps = jnp.ceil((ts[-1] - ts[0]) / process.dt).astype(int)
+        sol = diffrax.diffeqsolve(terms, solver, ts[0], ts[-1], process.dt, y0,
+                                  saveat=diffrax.SaveAt(ts=ts, fn=lambda t, y, args: observe(t, y)),
+                                  stepsize_controller=diffrax.ConstantStepSize(), adjoint=diffrax.ForwardMode(),
+                                  max_steps=None, throw=False)
+        return sol.ys, sol.result == diffrax.RESULTS.successful, steps
+
+    ys, ok, steps = jax.vmap(one_path)(jax.random.split(process.key, process.paths))
+    return jax.tree_util.tree_map(lambda leaf: jnp.swapaxes(leaf, 0, 1), ys), jnp.all(ok), steps[0]
+
+
+def _simulate_sde(process, y0, ts, observe, solver):
+    noise_shape = jax.eval_shape(lambda y: process.diffusion(ts[0], y), y0).shape[1:]
+    ys, ok, steps = _run_sde(process, y0, jnp.asarray(ts), observe, solver or diffrax.Euler(), noise_shape)
+    traj = Trajectory(ts=ts, ys=ys, stats={"steps": int(steps), "paths": process.paths})
+    if not bool(ok):
+        raise DivergenceError(f"{type(process).__name__}: a path became non-finite (last finite save at "
+                              f"t = {_last_finite_time(ts, ys)})", trajectory=traj)
+    return traj
+
+
 # ----------------------------------------------------------------------------- entry point
 
 
@@ -194,6 +225,9 @@ def simulate(process, y0, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_time=F
     but its Newton iteration struggles below rtol ~ 1e-9). Running out of ``max_steps`` raises
     `SolverBudgetError` with advice.
 
+    SDEs (`StochasticModifiedEquation`): ``process.paths`` independent paths with a fixed step
+    ``process.dt`` (Euler-Maruyama unless ``solver`` is given); ``ys`` leaves have shape (T, paths, ...).
+
     ``observe(t, theta)``: computed at each save instead of storing theta (e.g. a margin), so
     long runs return the quantities, not the states. float32 states past the horizon where
     exponentially-tailed runs stall raise `PrecisionError` unless ``allow_float32=True``.
@@ -206,6 +240,8 @@ def simulate(process, y0, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_time=F
     if isinstance(process, AbstractDiscrete):
         _check_precision(process, y0, ts[-1] / float(process.lr), False, allow_float32)
         return _simulate_discrete(process, y0, ts, observe)
+    if isinstance(process, AbstractSDE):
+        return _simulate_sde(process, y0, ts, observe, solver)
     if isinstance(process, AbstractFlow):
         _check_precision(process, y0, ts[-1], log_time, allow_float32)
         return _simulate_flow(process, y0, ts, observe, log_time, solver, rtol, atol, max_steps,

@@ -95,15 +95,3 @@ class ModifiedFlow(AbstractFlow):
 
     def log_time_field(self, tau, theta):
         return jax.tree_util.tree_map(lambda v: jnp.exp(tau) * v, self.field(jnp.expm1(tau), theta))
-
-
-def igr_loss(loss, lr):
-    """Implicit-gradient-regularization modified loss E(theta) + (h/4) ||grad E(theta)||^2
-    (Barrett & Dherin 2021); its gradient flow is the order-2 modified flow."""
-    loss = as_objective(loss)
-
-    def modified(theta):
-        grad = jax.grad(loss)(theta)
-        return loss(theta) + lr / 4.0 * sum(jnp.vdot(g, g) for g in jax.tree_util.tree_leaves(grad))
-
-    return modified

@@ -1,0 +1,57 @@
+"""Drift-adjusted learning rate (DAL; Rosca, Wu, Qin, Dherin 2023): GD with a curvature-aware step.
+
+    h_k = min( scale / (||H g|| / ||g||)^p , max_lr ),   theta_{k+1} = theta_k - h_k g.
+
+p = 0 is GD with the static rate ``scale``; at p = 1 (scale 2) the curvature along the gradient is held at
+the stability edge h ||Hg||/||g|| = 2. Hg by an HVP (hg="hvp") or by the finite difference
+[g(theta + eps g) - g(theta)] / eps with a step of length 0.01 along g (hg="finite_difference", as in the
+authors' code). Step sizes vary, so iterate k sits at step time t = k (``time_unit = "step"``).
+"""
+
+import equinox as eqx
+import jax.numpy as jnp
+
+from ..derivatives import gradient, hvp, scalar_loss
+from ..errors import InputError
+from .base import AbstractDiscrete
+
+HG_METHODS = ("hvp", "finite_difference")
+
+
+class DriftAdjustedGD(AbstractDiscrete):
+    loss: callable = eqx.field(static=True)
+    power: float
+    scale: float
+    max_lr: float
+    hg: str = eqx.field(static=True)
+    time_unit = "step"
+
+    def __init__(self, loss, power=1.0, scale=2.0, max_lr=5.0, hg="hvp"):
+        if hg not in HG_METHODS:
+            raise InputError(f"hg must be one of {HG_METHODS}, got {hg!r}")
+        if not (scale > 0 and max_lr > 0):
+            raise InputError(f"scale and max_lr must be > 0, got {scale}, {max_lr}")
+        self.loss = loss
+        self.power, self.scale, self.max_lr, self.hg = power, scale, max_lr, hg
+        self.lr = 1.0  # step time: iterate k sits at t = k
+
+    def curvature_product(self, theta, g):
+        """H g by an HVP or by the finite difference along g (step 0.01 / ||g||)."""
+        if self.hg == "hvp":
+            return hvp(scalar_loss(self.loss))(theta, g)
+        eps = 0.01 / jnp.linalg.norm(g)
+        return (gradient(self.loss)(theta + eps * g) - g) / eps
+
+    def _rate(self, theta, g):
+        ratio = jnp.linalg.norm(self.curvature_product(theta, g)) / jnp.linalg.norm(g)
+        return jnp.minimum(self.scale / ratio**self.power, self.max_lr)
+
+    def learning_rate(self, theta):
+        """h(theta) = min(scale / (||Hg||/||g||)^p, max_lr)."""
+        return self._rate(theta, gradient(self.loss)(theta))
+
+    def step(self, theta, k):
+        g = gradient(self.loss)(theta)
+        return theta - self._rate(theta, g) * g
+
+

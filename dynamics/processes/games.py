@@ -1,0 +1,67 @@
+"""Two-player games (Rosca, Wu, Dherin, Barrett 2021): GD with simultaneous or alternating updates and the
+modified flows that track them to O(h^2) globally.
+
+Players phi and theta with update directions f(phi, theta) (= -grad_phi L_1) and g(phi, theta)
+(= -grad_theta L_2) and learning rates alpha h and lambda h. With z = (phi, theta) and F = (alpha f, lambda g):
+
+    simultaneous:  z' = z + h F(z)                         modified flow  z. = F - (h/2) F'F
+    alternating:   phi first, theta sees the new phi       z. = F - (h/2) F'F + (0, alpha lambda h (d_phi g) f)
+
+in physical time t = k h. The state is the pair (phi, theta).
+"""
+
+import equinox as eqx
+import jax
+
+from ..derivatives import scalar_loss
+from .base import AbstractDiscrete, AbstractFlow, positive_lr
+
+
+def game_fields(loss_phi, loss_theta):
+    """(f, g) = (-grad_phi L_1, -grad_theta L_2) for losses of (phi, theta); zero-sum: L_2 = -L_1."""
+    first = scalar_loss(lambda z: loss_phi(*z))
+    second = scalar_loss(lambda z: loss_theta(*z))
+    f = lambda phi, theta: -jax.grad(first)((phi, theta))[0]
+    g = lambda phi, theta: -jax.grad(second)((phi, theta))[1]
+    return f, g
+
+
+class _Game(eqx.Module):
+    f: callable = eqx.field(static=True)
+    g: callable = eqx.field(static=True)
+    lr: object
+    alpha: float
+    lam: float
+    alternating: bool = eqx.field(static=True)
+
+    def __init__(self, f, g, lr, alpha=1.0, lam=1.0, alternating=False):
+        self.f, self.g, self.lr = f, g, positive_lr(lr)
+        self.alpha, self.lam, self.alternating = alpha, lam, alternating
+
+    def scaled(self, z):
+        phi, theta = z
+        return self.alpha * self.f(phi, theta), self.lam * self.g(phi, theta)
+
+
+class GameGD(_Game, AbstractDiscrete):
+    """phi' = phi + alpha h f(phi, theta); theta' = theta + lambda h g(phi or phi', theta)."""
+
+    def step(self, z, k):
+        phi, theta = z
+        new_phi = phi + self.lr * self.alpha * self.f(phi, theta)
+        seen = new_phi if self.alternating else phi
+        return new_phi, theta + self.lr * self.lam * self.g(seen, theta)
+
+
+class GameModifiedFlow(_Game, AbstractFlow):
+    """z. = F - (h/2) F'F (+ (0, alpha lambda h (d_phi g) f) for alternating updates); local error O(h^3)."""
+
+    def field(self, t, z):
+        F = self.scaled(z)
+        drift = jax.jvp(self.scaled, (z,), (F,))[1]
+        dphi, dtheta = (a - self.lr / 2.0 * b for a, b in zip(F, drift))
+        if self.alternating:
+            phi, theta = z
+            f = self.f(phi, theta)
+            dtheta = dtheta + self.alpha * self.lam * self.lr * jax.jvp(lambda p: self.g(p, theta), (phi,), (f,))[1]
+        return dphi, dtheta
