@@ -24,15 +24,31 @@ def scalar_loss(loss):
 
 
 def gradient(loss):
-    """theta -> grad E(theta); holomorphic when theta is complex."""
+    """theta -> grad E(theta); the complex (holomorphic) derivative when theta is complex.
+
+    A complex state needs a holomorphic loss: one returning a real value there (abs, real parts,
+    norms) raises `InputError`; `holomorphy_defect` detects the subtler cases (conj)."""
     loss = scalar_loss(loss)
 
     def grad(theta):
         if jnp.iscomplexobj(theta):
+            if not jnp.iscomplexobj(jax.eval_shape(loss, theta)):
+                raise InputError("the loss returns a real value at a complex state, so it is not holomorphic "
+                                 "(abs, real parts or norms break holomorphy); use a real state "
+                                 "(e.g. PrincipalFlow(..., variant='real')).")
             return jax.grad(loss, holomorphic=True)(theta)
         return jax.grad(loss)(theta)
 
     return grad
+
+
+def holomorphy_defect(loss, theta):
+    """|dE(theta)[i v] - i dE(theta)[v]| / |dE(theta)[v]| for v = grad direction: 0 for holomorphic E
+    (Cauchy-Riemann); O(1) for losses built with conj or abs."""
+    v = jnp.ones_like(theta)
+    d1 = jax.jvp(loss, (theta,), (v,))[1]
+    d2 = jax.jvp(loss, (theta,), (1j * v,))[1]
+    return jnp.abs(d2 - 1j * d1) / (jnp.abs(d1) + 1e-300)
 
 
 def hvp(loss):

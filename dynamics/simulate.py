@@ -131,10 +131,10 @@ def _merge_complex(tree, mask):
 
 
 @eqx.filter_jit
-def _run_flow(process, y0, mask, ts, observe, log_time, solver, rtol, atol, max_steps, dt0, pcoeff, icoeff):
+def _run_flow(process, y0, mask, grid, observe, log_time, solver, rtol, atol, max_steps, dt0, pcoeff, icoeff):
+    """Integrate on ``grid`` (t, or tau = log(1 + t) when log_time)."""
     field = process.log_time_field if log_time else process.field
     to_physical = jnp.expm1 if log_time else (lambda t: t)
-    grid = jnp.log1p(ts) if log_time else ts
     term = diffrax.ODETerm(lambda s, y, args: _split_complex(field(s, _merge_complex(y, mask)))[0])
     save = diffrax.SaveAt(ts=grid, fn=lambda s, y, args: observe(to_physical(s), _merge_complex(y, mask)))
     controller = diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=pcoeff, icoeff=icoeff)
@@ -148,13 +148,15 @@ def _last_finite_time(ts, ys):
     return float(ts[finite][-1]) if finite.any() else None
 
 
-def _simulate_flow(process, y0, ts, observe, log_time, solver, rtol, atol, max_steps, dt0, pcoeff, icoeff):
+def _simulate_flow(process, y0, ts, observe, log_time, tau_grid, solver, rtol, atol, max_steps, dt0, pcoeff,
+                   icoeff):
     solver = diffrax.Tsit5() if solver is None else solver
     y0, mask = _split_complex(y0)
-    ys, result, stats = _run_flow(process, y0, mask, jnp.asarray(ts), observe, log_time, solver,
+    grid = ts if tau_grid else (np.log1p(ts) if log_time else ts)
+    ys, result, stats = _run_flow(process, y0, mask, jnp.asarray(grid), observe, log_time, solver,
                                   jnp.asarray(rtol), jnp.asarray(atol), max_steps, dt0, pcoeff, icoeff)
     stats = {k: int(v) for k, v in stats.items()}
-    traj = Trajectory(ts=ts, ys=ys, stats=stats)
+    traj = Trajectory(ts=ts, ys=ys, time_unit="tau" if tau_grid else process.time_unit, stats=stats)
     if result == diffrax.RESULTS.successful:
         return traj
     last = _last_finite_time(ts, ys)
@@ -207,8 +209,8 @@ def _simulate_sde(process, y0, ts, observe, solver):
 # ----------------------------------------------------------------------------- entry point
 
 
-def simulate(process, y0, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_time=False, solver=None,
-             max_steps=100_000, dt0=None, pcoeff=0.3, icoeff=0.3, allow_float32=False):
+def simulate(process, y0, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_time=False, tau_grid=False,
+             solver=None, max_steps=100_000, dt0=None, pcoeff=0.3, icoeff=0.3, allow_float32=False):
     """Run ``process`` from ``y0`` (the state at ts[0]) and save at the physical times ``ts``.
 
     Discrete methods (GD, SGD, ...): iterate k sits at t = k * lr, so ``ts`` is rounded to the
@@ -223,7 +225,9 @@ def simulate(process, y0, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_time=F
     like t). Explicit solvers suit tight tolerances (rtol 1e-10 .. 1e-12); for tau ~ 1e3 .. 1e4 at
     rtol ~ 1e-6 pass diffrax.Kvaerno5() (implicit: a nearly constant step count at any horizon,
     but its Newton iteration struggles below rtol ~ 1e-9). Running out of ``max_steps`` raises
-    `SolverBudgetError` with advice.
+    `SolverBudgetError` with advice. ``tau_grid=True`` (with log_time) takes and returns ``ts`` as
+    tau = log(1 + t) itself, for horizons past t = e^709 where t overflows float64 (``traj.time_unit``
+    is then "tau"; ``observe`` still receives t = e^tau - 1, which is inf there).
 
     SDEs (`StochasticModifiedEquation`): ``process.paths`` independent paths with a fixed step
     ``process.dt`` (Euler-Maruyama unless ``solver`` is given); ``ys`` leaves have shape (T, paths, ...).
@@ -243,7 +247,9 @@ def simulate(process, y0, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_time=F
     if isinstance(process, AbstractSDE):
         return _simulate_sde(process, y0, ts, observe, solver)
     if isinstance(process, AbstractFlow):
-        _check_precision(process, y0, ts[-1], log_time, allow_float32)
-        return _simulate_flow(process, y0, ts, observe, log_time, solver, rtol, atol, max_steps,
+        if tau_grid and not log_time:
+            raise InputError("tau_grid=True gives ts as tau = log(1 + t): it needs log_time=True")
+        _check_precision(process, y0, np.expm1(min(ts[-1], 700.0)) if tau_grid else ts[-1], log_time, allow_float32)
+        return _simulate_flow(process, y0, ts, observe, log_time, tau_grid, solver, rtol, atol, max_steps,
                               dt0, pcoeff, icoeff)
-    raise InputError(f"simulate needs a discrete method or a flow, got {type(process).__name__}")
+    raise InputError(f"simulate needs a discrete method, a flow or an SDE, got {type(process).__name__}")

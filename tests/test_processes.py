@@ -223,3 +223,18 @@ def test_gradient_flow_axis_data_in_log_time(axis_data):
         log_t = taus + np.log(-np.expm1(-taus))  # log(e^tau - 1)
     np.testing.assert_allclose(ys, _axis_closed_form(log_t, c, w0), rtol=0, atol=1e-9)
     np.testing.assert_allclose(ys[-1], (400.0 + 2 * np.log(c)) / c, rtol=1e-12)  # w_n ~ (log t + 2 log c_n)/c_n
+
+
+def test_log_time_tau_grid_past_float64_overflow():
+    """tau_grid=True reaches tau = 3000 (t = e^3000); closed form w_n = (tau + 2 log c_n) / c_n for z_n = c_n e_n."""
+    import diffrax
+
+    c = np.array([1.0, 2.0])
+    loss = dy.linear_classifier(np.diag(c), np.ones(2), "exp")
+    taus = np.array([0.0, 1000.0, 3000.0])
+    traj = dy.simulate(dy.GradientFlow(loss), jnp.zeros(2), taus, log_time=True, tau_grid=True,
+                       rtol=1e-8, atol=1e-10, solver=diffrax.Kvaerno5())
+    assert traj.time_unit == "tau"
+    np.testing.assert_allclose(np.asarray(traj.ys)[1:], (taus[1:, None] + 2 * np.log(c)) / c, rtol=1e-8)
+    with pytest.raises(dy.InputError, match="needs log_time=True"):
+        dy.simulate(dy.GradientFlow(loss), jnp.zeros(2), taus, tau_grid=True)

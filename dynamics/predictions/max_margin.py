@@ -70,13 +70,15 @@ def require_separable(Z):
 
 
 def _rough_dual(Z):
-    """Approximate dual solution of min_{a >= 0} a^T K a / 2 - 1^T a (L-BFGS-B)."""
-    K = Z @ Z.T
-    n = K.shape[0]
-    res = scipy.optimize.minimize(lambda a: (0.5 * a @ K @ a - a.sum(), K @ a - 1.0), np.zeros(n),
-                                  jac=True, method="L-BFGS-B", bounds=[(0, None)] * n,
-                                  options={"maxiter": 20000, "ftol": 1e-15, "gtol": 1e-12})
-    return res.x
+    """Dual weights from the least-distance program min ||w|| s.t. Z w >= 1 solved by NNLS
+    (Lawson & Hanson 1974, ch. 23): u = argmin_{u >= 0} ||[Z^T; 1^T] u - e_{d+1}||, r = residual,
+    w = -r[:d]/r[d] = Z^T alpha with alpha = u / (1 - sum u)."""
+    n, d = Z.shape
+    E = np.vstack([Z.T, np.ones((1, n))])
+    f = np.zeros(d + 1)
+    f[-1] = 1.0
+    u, _ = scipy.optimize.nnls(E, f, maxiter=50 * (n + d))
+    return u / (1.0 - u.sum())
 
 
 def _polish(Z, active):
@@ -104,18 +106,16 @@ def _polish(Z, active):
 def max_margin(X, y):
     """Exact l2 max-margin separator (no bias) of labelled data, y in {-1, +1}.
 
-    A rough dual solve (L-BFGS-B) picks the active set, then active-set polishing solves
+    An exact active-set NNLS solve of the least-distance program picks the support, then polishing solves
     Z_S Z_S^T alpha_S = 1 exactly, so w_hat is exact to machine precision (sum alpha = ||w||^2
     to ~1e-15). Raises `NonSeparableError` with an LP certificate when no separator exists.
     Cost: one N x N dual solve plus O(|S|^3) per polishing round.
     """
     _, _, Z = labelled_data(X, y)
     require_separable(Z)
-    rough = _rough_dual(Z)
-    w_rough = Z.T @ rough
-    scale = max(1.0, np.min(Z @ w_rough)) if np.min(Z @ w_rough) > 0 else 1.0
-    start = np.flatnonzero(Z @ w_rough / scale <= 1.0 + 1e-6)
-    w, alpha = _polish(Z, start if start.size else [int(np.argmin(Z @ w_rough))])
+    rough_margins = Z @ (Z.T @ _rough_dual(Z))
+    start = np.flatnonzero(rough_margins <= 1.0 + 1e-6)
+    w, alpha = _polish(Z, start if start.size else [int(np.argmin(rough_margins))])
     margins = Z @ w
     support = np.flatnonzero(np.abs(margins - 1.0) <= ACTIVE_TOL * 10)
     off = np.setdiff1d(np.arange(len(Z)), support)

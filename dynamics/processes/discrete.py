@@ -112,14 +112,24 @@ class SGD(AbstractDiscrete):
     def batches_per_epoch(self):
         return self.loss.num_examples // self.batch_size
 
-    def _batch(self, k):
+    def init(self, theta0):
+        if self.sampling == "replacement":
+            return theta0
+        # reshuffling carries the epoch's permutation; epoch -1 forces a draw at the first step
+        return theta0, jnp.arange(self.loss.num_examples), -jnp.ones((), int)
+
+    def params(self, state):
+        return state if self.sampling == "replacement" else state[0]
+
+    def step(self, state, k):
         n, b = self.loss.num_examples, self.batch_size
         if self.sampling == "replacement":
-            return jax.random.randint(jax.random.fold_in(self.key, k), (b,), 0, n)
-        epoch, position = jnp.divmod(k, self.batches_per_epoch)
-        order = jax.random.permutation(jax.random.fold_in(self.key, epoch), n)
-        return jax.lax.dynamic_slice(order, (position * b,), (b,))
-
-    def step(self, theta, k):
-        batch_loss = self.loss.subset(self._batch(k))
-        return _tree_add(theta, batch_loss.descent_direction(theta, jnp.log(self.lr)))
+            theta, batch = state, jax.random.randint(jax.random.fold_in(self.key, k), (b,), 0, n)
+        else:
+            theta, order, drawn = state
+            epoch, position = jnp.divmod(k, self.batches_per_epoch)
+            order = jax.lax.cond(epoch == drawn, lambda: order,
+                                 lambda: jax.random.permutation(jax.random.fold_in(self.key, epoch), n))
+            batch = jax.lax.dynamic_slice(order, (position * b,), (b,))
+        theta = _tree_add(theta, self.loss.subset(batch).descent_direction(theta, jnp.log(self.lr)))
+        return theta if self.sampling == "replacement" else (theta, order, epoch)

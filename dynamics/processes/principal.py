@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from ..derivatives import gradient, hessian, hvp, third
+from ..derivatives import gradient, hessian, holomorphy_defect, hvp, third
 from ..errors import InputError
 from ..spectrum import lanczos
 from .base import AbstractFlow, positive_lr
@@ -83,6 +83,11 @@ class PrincipalFlow(AbstractFlow):
         self.k = int(k)
         self.lanczos_steps = int(lanczos_steps) if lanczos_steps else max(3 * int(k), 30)
 
+    def _check_holomorphic(self, E, flat, out):
+        return eqx.error_if(out, holomorphy_defect(E, flat) > 1e-8,
+                            "principal flow (complex state): the loss is not holomorphic (its derivative violates "
+                            "the Cauchy-Riemann equations, e.g. conj or abs inside); use variant='real'.")
+
     def _check_state(self, flat):
         if self.variant == "complex" and not jnp.iscomplexobj(flat):
             raise InputError("PrincipalFlow(variant='complex') needs a complex state: pass y0.astype(complex)")
@@ -124,6 +129,8 @@ class PrincipalFlow(AbstractFlow):
         out = self._dense(E, flat, g) if self.method == "dense" else self._topk(E, flat, g)
         if self.correction:
             out = out - self.lr**2 / 12.0 * third(E)(flat, g, g)
+        if self.variant == "complex":
+            out = self._check_holomorphic(E, flat, out)
         return unravel(out)
 
     def log_time_field(self, tau, theta):
