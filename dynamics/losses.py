@@ -62,6 +62,9 @@ class Exponential(AbstractTail):
     def log_neg_derivative(self, u):
         return -u
 
+    def neg_derivative(self, u):
+        return jnp.exp(-u)
+
 
 def _log_softplus(x):
     """log(softplus(x)) = log log(1 + e^x), accurate for x -> -inf (where it is x - e^x/2 + ...)."""
@@ -84,6 +87,9 @@ class Logistic(AbstractTail):
 
     def log_neg_derivative(self, u):
         return -jax.nn.softplus(u)
+
+    def neg_derivative(self, u):
+        return jax.nn.sigmoid(-u)
 
 
 class Squared(AbstractTail):
@@ -143,7 +149,7 @@ class MarginLoss(eqx.Module):
     so a minibatch of a "mean" loss averages over the batch).
     """
 
-    margin_fn: callable = eqx.field(static=True)
+    margin_fn: callable  # a function or a network Module (arrays inside are traced, not hashed)
     data: object
     tail: AbstractTail
     reduction: str = eqx.field(static=True, default="sum")
@@ -170,10 +176,13 @@ class MarginLoss(eqx.Module):
         """log L(theta) = logsumexp_n log l(q_n) (- log N), finite long after L underflows."""
         return logsumexp(self.tail.log_value(self.margins(theta))) - self._log_count()
 
-    def descent_direction(self, theta, log_scale=0.0):
-        """-exp(log_scale) grad L(theta), with log_scale folded into each example's weight."""
+    def descent_direction(self, theta, log_scale=None):
+        """-exp(log_scale) grad L(theta), with log_scale folded into each example's weight
+        exp(log_scale + log(-l'(q_n))); log_scale=None gives -grad L by the plain weights -l'(q_n)."""
         q, pullback = jax.vjp(lambda th: self.margin_fn(th, self.data), theta)
-        if self.tail.positive_slope:
+        if log_scale is None:
+            weights = self.tail.neg_derivative(q) / (self.num_examples if self.reduction == "mean" else 1)
+        elif self.tail.positive_slope:
             weights = jnp.exp(log_scale + self.tail.log_neg_derivative(q) - self._log_count())
         else:
             weights = jnp.exp(log_scale - self._log_count()) * self.tail.neg_derivative(q)
@@ -193,7 +202,7 @@ class MarginLoss(eqx.Module):
 class Objective(eqx.Module):
     """Adapter giving any scalar JAX function the interface processes use."""
 
-    fn: callable = eqx.field(static=True)
+    fn: callable  # a function or a Module holding data (traced, not hashed)
 
     def __call__(self, theta):
         return self.fn(theta)
@@ -201,9 +210,10 @@ class Objective(eqx.Module):
     def log_value(self, theta):
         return jnp.log(self.fn(theta))
 
-    def descent_direction(self, theta, log_scale=0.0):
+    def descent_direction(self, theta, log_scale=None):
         grad = jax.grad(scalar_loss(self.fn))(theta)
-        return jax.tree_util.tree_map(lambda g: -jnp.exp(log_scale) * g, grad)
+        scale = 1.0 if log_scale is None else jnp.exp(log_scale)
+        return jax.tree_util.tree_map(lambda g: -scale * g, grad)
 
 
 def as_objective(loss):

@@ -175,5 +175,5 @@ def test_momentum_out_of_range(axis_loss):
 
 
 def test_simulate_needs_a_process(axis_loss):
-    with pytest.raises(dy.InputError, match="discrete method or a flow"):
+    with pytest.raises(dy.InputError, match="discrete method, a flow or an SDE"):
         dy.simulate(axis_loss, np.zeros(2), [0.0, 1.0])

@@ -13,14 +13,14 @@ from ..errors import StepSizeError
 
 
 def positive_lr(lr):
-    """Check a learning rate is a finite positive number (concrete values only)."""
+    """Check a learning rate is a finite positive number (concrete values only); return it as an array."""
     try:
         value = float(lr)
     except TypeError:  # traced under vmap/jit: cannot check here
         return lr
     if not (value > 0 and jnp.isfinite(value)):
         raise StepSizeError(f"the learning rate must be finite and > 0, got lr = {lr!r}")
-    return lr
+    return jnp.asarray(value)  # an array, not a Python float: new values reuse the compiled code
 
 
 class AbstractProcess(eqx.Module):

@@ -9,6 +9,7 @@ from ..losses import MarginLoss, as_objective
 from .base import AbstractDiscrete, positive_lr
 
 _tree_add = lambda a, b: jax.tree_util.tree_map(jnp.add, a, b)
+_scaled = lambda c, tree: jax.tree_util.tree_map(lambda leaf: c * leaf, tree)
 
 
 class GradientDescent(AbstractDiscrete):
@@ -22,7 +23,7 @@ class GradientDescent(AbstractDiscrete):
         self.lr = positive_lr(lr)
 
     def step(self, theta, k):
-        return _tree_add(theta, self.loss.descent_direction(theta, jnp.log(self.lr)))
+        return _tree_add(theta, _scaled(self.lr, self.loss.descent_direction(theta)))
 
 
 class NormalizedGD(AbstractDiscrete):
@@ -68,8 +69,7 @@ class HeavyBall(AbstractDiscrete):
     def step(self, state, k):
         theta, velocity = state
         velocity = jax.tree_util.tree_map(
-            lambda v, d: self.momentum * v + d, velocity,
-            self.loss.descent_direction(theta, jnp.log(self.lr)))
+            lambda v, d: self.momentum * v + self.lr * d, velocity, self.loss.descent_direction(theta))
         return _tree_add(theta, velocity), velocity
 
     def params(self, state):
@@ -131,5 +131,5 @@ class SGD(AbstractDiscrete):
             order = jax.lax.cond(epoch == drawn, lambda: order,
                                  lambda: jax.random.permutation(jax.random.fold_in(self.key, epoch), n))
             batch = jax.lax.dynamic_slice(order, (position * b,), (b,))
-        theta = _tree_add(theta, self.loss.subset(batch).descent_direction(theta, jnp.log(self.lr)))
+        theta = _tree_add(theta, _scaled(self.lr, self.loss.subset(batch).descent_direction(theta)))
         return theta if self.sampling == "replacement" else (theta, order, epoch)

@@ -1,0 +1,75 @@
+"""KKT residuals of max-margin problems, computed from a run's own dual weights p = softmax(-q)
+(theory/implicit-bias.md section 1.5), never from a thresholded active set; margins of homogeneous models.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from jax.scipy.special import logsumexp
+
+
+def _min_scaled_residual(a, b):
+    """min_c ||a - c b|| / ||a|| over real c (closed form c = Re<b, a>/||b||^2)."""
+    c = np.real(np.vdot(b, a)) / max(np.real(np.vdot(b, b)), 1e-300)
+    return float(np.linalg.norm(a - c * b) / max(np.linalg.norm(a), 1e-300))
+
+
+def predictor_kkt(beta, Z, p, depth, fourier=False):
+    """(r_stat, r_cs) of min ||beta||_{2/L} s.t. Z beta >= 1 (Fourier: ||F beta||_{2/L}, F the unitary DFT).
+
+    beta_bar = beta / min_n z_n.beta; g = Z^T p;
+    r_stat = min_c || |b|^{2/L} - c conj(b) * g_hat || / || |b|^{2/L} || with b = beta_bar (or F beta_bar),
+    g_hat = g (or F g); r_cs = sum_n p_n (z_n.beta_bar - 1). Both -> 0 at a first-order stationary point.
+    """
+    beta, Z, p = np.asarray(beta), np.asarray(Z), np.asarray(p)
+    margins = Z @ beta
+    beta_bar = beta / margins.min()
+    g = Z.T @ p
+    if fourier:
+        b, g_hat = np.fft.fft(beta_bar, norm="ortho"), np.fft.fft(g, norm="ortho")
+    else:
+        b, g_hat = beta_bar, g
+    r_stat = _min_scaled_residual(np.abs(b) ** (2.0 / depth), np.conj(b) * g_hat)
+    r_cs = float(p @ (margins / margins.min() - 1.0))
+    return r_stat, r_cs
+
+
+def parameter_kkt(margin_fn, params, data, p, homogeneity):
+    """(r_stat, r_cs) of Lyu & Li's (P): min ||theta||^2/2 s.t. q_n(theta) >= 1, for an L-homogeneous q.
+
+    theta_bar = theta / q_min^(1/L); r_stat = min_c ||theta_bar - c sum_n p_n grad q_n(theta_bar)|| / ||theta_bar||;
+    r_cs = sum_n p_n (q_n(theta_bar) - 1)."""
+    flat, unravel = ravel_pytree(params)
+    q_fn = lambda v: margin_fn(unravel(v), data)
+    q = q_fn(flat)
+    bar = flat / q.min() ** (1.0 / homogeneity)
+    q_bar, pullback = jax.vjp(q_fn, bar)
+    (direction,) = pullback(jnp.asarray(p))
+    return _min_scaled_residual(np.asarray(bar), np.asarray(direction)), float(np.asarray(p) @ (np.asarray(q_bar) - 1.0))
+
+
+def normalized_margin_homogeneous(q, params, homogeneity):
+    """gamma(theta) = min_n q_n / ||theta||^L."""
+    norm = float(np.linalg.norm(np.asarray(ravel_pytree(params)[0])))
+    return float(np.min(q)) / norm**homogeneity
+
+
+def smoothed_margin(q, params, homogeneity):
+    """Lyu & Li's gamma_tilde = -logsumexp(-q) / ||theta||^L = log(1/L_exp) / ||theta||^L (exp loss)."""
+    norm = float(np.linalg.norm(np.asarray(ravel_pytree(params)[0])))
+    return float(-logsumexp(-jnp.asarray(q))) / norm**homogeneity
+
+
+def layer_alignment(layers):
+    """Deep linear nets (Ji & Telgarsky 2019): for W_1..W_{L-1}, w_L returns
+    (rank-1 defects 1 - sigma_1(W_l)/||W_l||_F, adjacency |v_{l+1}^T u_l| between consecutive layers),
+    both -> (0, 1) under directional convergence (u_l, v_l: top left/right singular vectors)."""
+    mats = [np.atleast_2d(np.asarray(W)) if np.ndim(W) == 2 else np.asarray(W)[:, None] for W in layers]
+    defects, tops = [], []
+    for W in mats:
+        U, s, Vt = np.linalg.svd(W, full_matrices=False)
+        defects.append(float(1.0 - s[0] / np.linalg.norm(W)))
+        tops.append((U[:, 0], Vt[0]))
+    adjacency = [float(abs(tops[l][1] @ tops[l + 1][0])) for l in range(len(mats) - 1)]
+    return defects, adjacency
