@@ -6,6 +6,8 @@ diffrax; in log time tau = log(1 + t) the field is dtheta/dtau = e^tau F, which 
 provide in an overflow-free form (``log_time_field``).
 """
 
+import math
+
 import equinox as eqx
 import jax.numpy as jnp
 
@@ -18,7 +20,7 @@ def positive_lr(lr):
         value = float(lr)
     except TypeError:  # traced under vmap/jit: cannot check here
         return lr
-    if not (value > 0 and jnp.isfinite(value)):
+    if not (value > 0 and math.isfinite(value)):
         raise StepSizeError(f"the learning rate must be finite and > 0, got lr = {lr!r}")
     return jnp.asarray(value)  # an array, not a Python float: new values reuse the compiled code
 
