@@ -1,7 +1,7 @@
 """Continual (sequential) learning on two tasks and its modified flow (Dherin 2023).
 
 GD takes n steps on L_1, then n on L_2, and repeats; iterate k sits at t = k h. Over cycles the iterate
-follows, to O(h^2) per cycle,
+follows, to O(h^3) per cycle (O(h^2) over a fixed time),
 
     theta. = -grad[ (L_1 + L_2)/2 + (h/8)(||g_1||^2 + ||g_2||^2) ] - (n h / 4)(H_1 g_2 - H_2 g_1),
 
