@@ -43,12 +43,13 @@ def gradient(loss):
 
 
 def holomorphy_defect(loss, theta):
-    """|dE(theta)[i v] - i dE(theta)[v]| / |dE(theta)[v]| for v = grad direction: 0 for holomorphic E
-    (Cauchy-Riemann); O(1) for losses built with conj or abs."""
-    v = jnp.ones_like(theta)
+    """|dE(theta)[i v] - i dE(theta)[v]| / (||grad E(theta)|| ||v||) for a fixed random direction v: 0 (to
+    round-off) for a holomorphic E by the Cauchy-Riemann equations; O(1) for losses built with conj or abs."""
+    v = jax.random.normal(jax.random.PRNGKey(0), theta.shape, theta.real.dtype).astype(theta.dtype)
     d1 = jax.jvp(loss, (theta,), (v,))[1]
     d2 = jax.jvp(loss, (theta,), (1j * v,))[1]
-    return jnp.abs(d2 - 1j * d1) / (jnp.abs(d1) + 1e-300)
+    scale = jnp.linalg.norm(jax.grad(lambda th: jnp.real(loss(th)))(theta)) * jnp.linalg.norm(v)
+    return jnp.abs(d2 - 1j * d1) / (scale + 1e-300)
 
 
 def hvp(loss):
