@@ -17,7 +17,7 @@ def test_theorem_passes_at_quick_budget(theorem_id, tmp_path):
     theorem = registry.THEOREMS[theorem_id]
     assert theorem.reference and theorem.statement and theorem.hypotheses
     verdict = verify(theorem, "quick", figures_dir=tmp_path)
-    failed = [(c.name, c.measured, c.expected_text()) for c in verdict.claims if not c.passed]
+    failed = [(c.name, c.measured, c.expected_text()) for c in verdict.claims if not c.passed and not c.known_failure]
     assert not failed, f"{theorem_id}: failing claims {failed}"
     assert (tmp_path / f"{theorem_id}.png").stat().st_size > 10_000
 

@@ -13,7 +13,7 @@ def _table(verdicts):
     for v in verdicts:
         for c in v.claims:
             lines.append(f"{v.id:<22} {c.name[:44]:<44} {_short(c.measured):>12}  {c.expected_text()[:24]:<24} "
-                         f"{'PASS' if c.passed else 'FAIL'}")
+                         f"{c.status}")
     passed = sum(v.passed for v in verdicts)
     lines.append(f"{passed}/{len(verdicts)} theorems passed, "
                  f"{sum(c.passed for v in verdicts for c in v.claims)}/{sum(len(v.claims) for v in verdicts)} claims")
@@ -35,8 +35,9 @@ def _report(verdicts, budget):
     for v in verdicts:
         lines += [f"## {v.id}: {'PASS' if v.passed else 'FAIL'} ({v.seconds:.1f} s)", "", v.reference, ""]
         lines += ["| claim | measured | expected | result |", "|---|---|---|---|"]
-        lines += [f"| {c.name} | {_short(c.measured)} | {c.expected_text()} | {'pass' if c.passed else 'FAIL'} |"
-                  for c in v.claims]
+        lines += [f"| {c.name} | {_short(c.measured)} | {c.expected_text()} | {c.status} |" for c in v.claims]
+        lines += [f"\n- KNOWN FAIL, {c.name}: {c.known_failure} ({c.note})" for c in v.claims
+                  if not c.passed and c.known_failure]
         if v.figure:
             lines += ["", f"![{v.id}]({v.figure})"]
         lines.append("")

@@ -14,6 +14,9 @@ class Claim:
     "abs": |measured - expected| <= tolerance;  "rel": |measured - expected| <= tolerance |expected|;
     "max": measured <= expected (tolerance unused);  "min": measured >= expected;
     "range": expected[0] <= measured <= expected[1];  "true": bool(measured).
+    ``known_failure``: the reason a claim is expected to fail (a spec threshold shown not to apply, with the
+    evidence in the note). Such a claim still counts as failed in the verdict and the exit status; the tests
+    accept it only because the reason is stated, and reports mark it "KNOWN FAIL".
     """
 
     name: str
@@ -22,6 +25,7 @@ class Claim:
     tolerance: float = 0.0
     kind: str = "abs"
     note: str = ""
+    known_failure: str = ""
 
     @property
     def passed(self):
@@ -51,7 +55,14 @@ class Claim:
 
     def as_dict(self):
         return {"name": self.name, "measured": _jsonable(self.measured), "expected": _jsonable(self.expected),
-                "tolerance": self.tolerance, "kind": self.kind, "passed": self.passed, "note": self.note}
+                "tolerance": self.tolerance, "kind": self.kind, "passed": self.passed, "note": self.note,
+                "known_failure": self.known_failure}
+
+    @property
+    def status(self):
+        if self.passed:
+            return "PASS"
+        return "KNOWN FAIL" if self.known_failure else "FAIL"
 
 
 def _fmt(x):
