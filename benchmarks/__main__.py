@@ -1,19 +1,26 @@
-"""``python -m benchmarks``: GD throughput, then GD vs log-time GF gradient counts (~95 s of CPU time on 2 cores)."""
+"""``python -m benchmarks``: GD throughput, GD vs log-time GF gradient counts, principal flow vs Euler and
+the cost per field evaluation of every flow (see README.md for times)."""
 
-import platform
-import time
+import os
 
-import jax
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before LAPACK loads (README: eigh on shared cores)
 
-from . import gd_throughput, gf_vs_gd
+import platform  # noqa: E402
+import time  # noqa: E402
+
+import jax  # noqa: E402
+
+from . import gd_throughput, gf_vs_gd, principal_flow  # noqa: E402
 
 
 def main():
     start = time.perf_counter()
     print(f"jax {jax.__version__} on {jax.default_backend()} ({jax.device_count()} device), "
-          f"python {platform.python_version()}, float64 = {jax.config.jax_enable_x64}")
+          f"python {platform.python_version()}, float64 = {jax.config.jax_enable_x64}, "
+          f"OPENBLAS_NUM_THREADS = {os.environ['OPENBLAS_NUM_THREADS']}")
     gd_throughput.report()
     gf_vs_gd.report()
+    principal_flow.report()
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 

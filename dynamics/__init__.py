@@ -57,6 +57,7 @@ from .processes import HeavyBall as HeavyBall  # noqa: E402
 from .processes import ModifiedFlow as ModifiedFlow  # noqa: E402
 from .processes import NormalizedGD as NormalizedGD  # noqa: E402
 from .processes import PrincipalFlow as PrincipalFlow  # noqa: E402
+from .processes import SeedEnsemble as SeedEnsemble  # noqa: E402
 from .processes import SequentialGD as SequentialGD  # noqa: E402
 from .processes import StochasticModifiedEquation as StochasticModifiedEquation  # noqa: E402
 from .processes import bea_coefficients as bea_coefficients  # noqa: E402

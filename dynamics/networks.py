@@ -16,6 +16,11 @@ from .models import tail_from
 from .validation import finite_array, labelled_data
 
 
+def _concrete(x):
+    """True when x has a value to check (not a tracer inside jit/vmap, where domain checks are skipped)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
 def _require_depth(depth, minimum=1):
     if not (isinstance(depth, (int, np.integer)) and depth >= minimum):
         raise InputError(f"depth must be an integer >= {minimum}, got {depth!r}")
@@ -86,13 +91,13 @@ class DiagonalNetwork(AbstractLinearNetwork):
         alpha = jnp.asarray(alpha, float)
         if d is not None:
             alpha = jnp.broadcast_to(alpha, (d,))
-        if not bool(jnp.all(alpha > 0)):
+        if _concrete(alpha) and not bool(jnp.all(alpha > 0)):
             raise InputError(f"the initialization scale alpha must be > 0, got {alpha}")
         if self.form == "pm":
             return alpha, alpha
         if self.form == "uv":
             shape = jnp.asarray(shape, float)
-            if not bool(jnp.all(jnp.abs(shape) < 1)):
+            if _concrete(shape) and not bool(jnp.all(jnp.abs(shape) < 1)):
                 raise InputError(f"the initialization shape s must lie in (-1, 1), got {shape}")
             u0 = jnp.sqrt(alpha * (1 - shape) / (1 + shape)) * jnp.ones_like(alpha)
             v0 = jnp.sqrt(alpha * (1 + shape) / (1 - shape)) * jnp.ones_like(alpha)
@@ -156,7 +161,7 @@ class ODeCoNetwork(AbstractLinearNetwork):
         return self.S.T @ rho
 
     def orthogonality_defect(self):
-        """max_l ||U_l^T U_l - I||_max and ||S S^T - I||_max for square S (0 for an ODeCo network)."""
+        """max_l ||U_l^T U_l - I||_max: 0 when every U_l has orthonormal columns (an ODeCo network)."""
         defects = [float(jnp.max(jnp.abs(U.T @ U - jnp.eye(U.shape[1])))) for U in self.U]
         return max(defects)
 

@@ -94,7 +94,7 @@ def _run_discrete(process, y0, steps, observe):
         saved = observe(stop * process.lr, process.params(new_state))
         return (new_state, stop, diverged_at), saved
 
-    start = (process.init(y0), steps[0], -jnp.ones((), steps.dtype))
+    start = (process.init(y0, steps[0]), steps[0], -jnp.ones((), steps.dtype))
     (_, _, diverged_at), saved = jax.lax.scan(segment, start, steps)
     return saved, diverged_at
 

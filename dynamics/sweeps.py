@@ -37,6 +37,10 @@ def simulate_sweep(make, batch, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_
     batch = shard_batch(jax.tree_util.tree_map(jnp.asarray, batch))
     probe, _ = make(jax.tree_util.tree_map(lambda leaf: leaf[0], batch))
     if isinstance(probe, AbstractDiscrete):
+        lrs = np.asarray(jax.vmap(lambda b: make(b)[0].lr)(batch))
+        if not np.allclose(lrs, lrs.flat[0], rtol=0, atol=0):
+            raise InputError("simulate_sweep over a discrete method needs one learning rate for all lanes (the "
+                             f"step grid is shared); got {np.unique(lrs)[:5]}")
         steps = jnp.asarray(np.rint(ts / float(probe.lr)).astype(np.int64))
 
         def one(b):

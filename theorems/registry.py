@@ -1,10 +1,28 @@
 """The registered theorems, in the order `python -m theorems` runs them."""
 
+from .barrett2021_igr import BarrettDherin2021
+from .dherin2023_continual import Dherin2023
+from .dherin2024_corridors import DherinRosca2024
+from .gunasekar2018_linear_conv import Gunasekar2018
+from .li2017_sme import LiTaiE2017
+from .lyu2020_homogeneous import LyuLi2020, Nacson2019Depth
 from .nacson2019_sgd import NacsonSrebroSoudry2019
 from .nacson2019_tails import Nacson2019
+from .rosca2021_games import Rosca2021
+from .rosca2023_principal_flow import Rosca2023
+from .smith2021_reshuffling import Smith2021
 from .soudry2018 import Soudry2018
+from .woodworth2020_kernel_rich import Woodworth2020
+from .yun2021_tensor import Yun2021
 
-THEOREMS = {t.id: t for t in (Soudry2018(), Nacson2019(), NacsonSrebroSoudry2019())}
+THEOREMS = {t.id: t for t in (
+    # issue 2: gradient methods on separable data
+    Soudry2018(), Nacson2019(), NacsonSrebroSoudry2019(),
+    # issue 3: continuous models of gradient descent
+    BarrettDherin2021(), Rosca2023(), Smith2021(), Rosca2021(), Dherin2023(), DherinRosca2024(), LiTaiE2017(),
+    # issue 4: implicit bias of linear and homogeneous networks
+    Gunasekar2018(), Yun2021(), Woodworth2020(), LyuLi2020(), Nacson2019Depth(),
+)}
 
 
 def get(ids=None):

@@ -169,6 +169,10 @@ def implicit_norm_minimizer(X, y, mirror, tol=1e-13, max_iter=200):
                     if np.all(np.isfinite(F_trial)) and np.linalg.norm(F_trial) < (1 - 1e-4 * t) * np.linalg.norm(F):
                         break
                 t /= 2
+        if t <= 1e-12:
+            raise DynamicsError(f"implicit_norm_minimizer ({mirror.name}): no Newton step decreases the residual "
+                                f"(residual {np.linalg.norm(F) / scale:.3g} after {it} iterations); the "
+                                "initialization scale is too extreme for float64 at this tolerance")
         nu = nu - t * step
     raise DynamicsError(f"implicit_norm_minimizer ({mirror.name}): Newton did not reach {tol:g} in {max_iter} "
                         f"iterations (last residual {np.linalg.norm(F) / scale:.3g}); the scale may be extreme")

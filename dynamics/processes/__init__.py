@@ -11,6 +11,7 @@ from .discrete import SGD as SGD
 from .discrete import GradientDescent as GradientDescent
 from .discrete import HeavyBall as HeavyBall
 from .discrete import NormalizedGD as NormalizedGD
+from .ensemble import SeedEnsemble as SeedEnsemble
 from .flows import GradientFlow as GradientFlow
 from .games import GameGD as GameGD
 from .games import GameModifiedFlow as GameModifiedFlow

@@ -40,7 +40,8 @@ class AbstractDiscrete(AbstractProcess):
 
     lr: object
 
-    def init(self, theta0):
+    def init(self, theta0, k0=0):
+        """The state at iterate k0 from the parameters theta0."""
         return theta0
 
     def step(self, state, k):

@@ -63,7 +63,7 @@ class HeavyBall(AbstractDiscrete):
         self.lr = positive_lr(lr)
         self.momentum = momentum
 
-    def init(self, theta0):
+    def init(self, theta0, k0=0):
         return theta0, jax.tree_util.tree_map(jnp.zeros_like, theta0)
 
     def step(self, state, k):
@@ -112,11 +112,13 @@ class SGD(AbstractDiscrete):
     def batches_per_epoch(self):
         return self.loss.num_examples // self.batch_size
 
-    def init(self, theta0):
+    def _permutation(self, epoch):
+        return jax.random.permutation(jax.random.fold_in(self.key, epoch), self.loss.num_examples)
+
+    def init(self, theta0, k0=0):
         if self.sampling == "replacement":
             return theta0
-        # reshuffling carries the epoch's permutation; epoch -1 forces a draw at the first step
-        return theta0, jnp.arange(self.loss.num_examples), -jnp.ones((), int)
+        return theta0, self._permutation(k0 // self.batches_per_epoch)  # reshuffling carries the epoch's order
 
     def params(self, state):
         return state if self.sampling == "replacement" else state[0]
@@ -126,10 +128,10 @@ class SGD(AbstractDiscrete):
         if self.sampling == "replacement":
             theta, batch = state, jax.random.randint(jax.random.fold_in(self.key, k), (b,), 0, n)
         else:
-            theta, order, drawn = state
+            theta, order = state
             epoch, position = jnp.divmod(k, self.batches_per_epoch)
-            order = jax.lax.cond(epoch == drawn, lambda: order,
-                                 lambda: jax.random.permutation(jax.random.fold_in(self.key, epoch), n))
+            # the predicate depends on k only, so under vmap over seeds it stays a branch, not a select
+            order = jax.lax.cond(position == 0, lambda: self._permutation(epoch), lambda: order)
             batch = jax.lax.dynamic_slice(order, (position * b,), (b,))
         theta = _tree_add(theta, _scaled(self.lr, self.loss.subset(batch).descent_direction(theta)))
-        return theta if self.sampling == "replacement" else (theta, order, epoch)
+        return theta if self.sampling == "replacement" else (theta, order)
