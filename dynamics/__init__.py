@@ -8,6 +8,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
+from . import mlp as mlp  # noqa: E402
 from . import predictions as predictions  # noqa: E402
 from . import spectrum as spectrum  # noqa: E402
 from .convergence import OrderFit as OrderFit  # noqa: E402
@@ -47,8 +48,10 @@ from .processes import SGD as SGD  # noqa: E402
 from .processes import AbstractDiscrete as AbstractDiscrete  # noqa: E402
 from .processes import AbstractFlow as AbstractFlow  # noqa: E402
 from .processes import AbstractSDE as AbstractSDE  # noqa: E402
+from .processes import CentralFlow as CentralFlow  # noqa: E402
 from .processes import ContinualModifiedFlow as ContinualModifiedFlow  # noqa: E402
 from .processes import DriftAdjustedGD as DriftAdjustedGD  # noqa: E402
+from .processes import EdgeFlow as EdgeFlow  # noqa: E402
 from .processes import GameGD as GameGD  # noqa: E402
 from .processes import GameModifiedFlow as GameModifiedFlow  # noqa: E402
 from .processes import GradientDescent as GradientDescent  # noqa: E402
@@ -57,8 +60,10 @@ from .processes import HeavyBall as HeavyBall  # noqa: E402
 from .processes import ModifiedFlow as ModifiedFlow  # noqa: E402
 from .processes import NormalizedGD as NormalizedGD  # noqa: E402
 from .processes import PrincipalFlow as PrincipalFlow  # noqa: E402
+from .processes import RodFlow as RodFlow  # noqa: E402
 from .processes import SeedEnsemble as SeedEnsemble  # noqa: E402
 from .processes import SequentialGD as SequentialGD  # noqa: E402
+from .processes import StableFlow as StableFlow  # noqa: E402
 from .processes import StochasticModifiedEquation as StochasticModifiedEquation  # noqa: E402
 from .processes import bea_coefficients as bea_coefficients  # noqa: E402
 from .processes import game_fields as game_fields  # noqa: E402

@@ -12,6 +12,12 @@ from .discrete import GradientDescent as GradientDescent
 from .discrete import HeavyBall as HeavyBall
 from .discrete import NormalizedGD as NormalizedGD
 from .ensemble import SeedEnsemble as SeedEnsemble
+from .eos import CentralFlow as CentralFlow
+from .eos import EdgeFlow as EdgeFlow
+from .eos import RodFlow as RodFlow
+from .eos import StableFlow as StableFlow
+from .eos import rod_from_gd as rod_from_gd
+from .eos import solve_sdcp as solve_sdcp
 from .flows import GradientFlow as GradientFlow
 from .games import GameGD as GameGD
 from .games import GameModifiedFlow as GameModifiedFlow

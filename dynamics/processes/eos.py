@@ -1,0 +1,206 @@
+"""Continuous models of GD at the edge of stability, in step time tau = k (GD iterate k at tau = k).
+
+StableFlow: dw/dtau = -eta grad L (gradient flow in step time).
+CentralFlow (Cohen, Damian, Talwalkar, Kolter, Lee 2025): dw/dtau = -eta [grad L + (1/2) grad <Sigma, H>] with the
+  oscillation covariance Sigma = V X V^T on the critical eigenspace chosen so that lambda_max <= 2/eta, X solving a
+  semidefinite complementarity problem; integrated as in the authors' code by Euler substeps of dt = 1/substeps.
+RodFlow, EdgeFlow: see their docstrings (which equations are implemented, and how they were checked).
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from ..derivatives import gradient, hessian, hvp, third
+from ..errors import InputError
+from ..spectrum import lanczos
+from .base import AbstractDiscrete, AbstractFlow, positive_lr
+
+
+class StableFlow(AbstractFlow):
+    """dw/dtau = -eta grad L(w): gradient flow in step time (GD iterate k <-> tau = k). One gradient."""
+
+    loss: callable
+    lr: object
+    time_unit = "step"
+
+    def __init__(self, loss, lr):
+        self.loss, self.lr = loss, positive_lr(lr)
+
+    def field(self, tau, w):
+        return jax.tree_util.tree_map(lambda g: -self.lr * g, jax.grad(self.loss)(w))
+
+
+def top_eigenpairs_flat(E, w, k, method, steps, start=None):
+    """(values desc, vectors (n, k)) of the Hessian of E at flat w: dense eigh or Lanczos (``steps`` HVPs)."""
+    if method == "dense":
+        lam, V = jnp.linalg.eigh(hessian(E)(w))
+        return lam[::-1][:k], V[:, ::-1][:, :k]
+    start = jax.random.normal(jax.random.PRNGKey(0), w.shape, w.dtype) if start is None else start
+    lam, V = lanczos(lambda v: hvp(E)(w, v), start, steps)
+    return lam[::-1][:k], V[:, ::-1][:, :k]
+
+
+def solve_sdcp(A, gram, mask, iterations=300):
+    """X >= 0 (PSD, supported on ``mask``) with A + B[X] >= 0 and <X, A + B[X]> = 0, B[X] = reshape(gram vec X).
+
+    B is a PSD Gram operator, so X minimizes the convex QP (1/2)<X, B[X]> + <A, X> over PSD X; solved by
+    accelerated projected gradient with eigenvalue clipping (k x k eigh per iteration). For one critical
+    eigenvalue the answer is x = max(0, -A/B) in closed form (`central_flow_scalar`)."""
+    k = A.shape[0]
+    M = jnp.outer(mask, mask).astype(A.dtype)
+    apply_b = lambda X: (gram @ X.reshape(-1)).reshape(k, k)
+    step = 1.0 / (jnp.linalg.eigvalsh(gram)[-1] + 1e-300)
+
+    def project(X):
+        X = 0.5 * (X + X.T) * M
+        lam, U = jnp.linalg.eigh(X)
+        return (U * jnp.maximum(lam, 0.0)) @ U.T
+
+    def body(i, carry):
+        X, Y, t = carry
+        X_new = project(Y - step * (apply_b(Y) + A))
+        t_new = 0.5 * (1 + jnp.sqrt(1 + 4 * t**2))
+        return X_new, X_new + (t - 1) / t_new * (X_new - X), t_new
+
+    zero = jnp.zeros_like(A)
+    X, _, _ = jax.lax.fori_loop(0, iterations, body, (zero, zero, jnp.ones((), A.dtype)))
+    return X
+
+
+def central_flow_scalar(A, B):
+    """k_c = 1: x = max(0, -A/B)."""
+    return jnp.maximum(0.0, -A / B)
+
+
+class CentralFlow(AbstractDiscrete):
+    """Central flow of GD with learning rate eta, advanced by ``substeps`` Euler substeps per GD step.
+
+    Per substep at w: top-k Hessian eigenpairs (Lambda, V); critical set lambda_i > threshold/eta; the gradients
+    D_ij = grad_w(v_i^T H v_j) = T[v_i, v_j]; A = (2/eta) I - Lambda - dt D.(-eta g) and B[X]_ij =
+    dt (eta/2) sum_kl <D_ij, D_kl> X_kl on the critical block; X = SDCP(A, B); then
+    w <- w + dt (-eta g - (eta/2) sum_ij X_ij D_ij). Sigma = V X V^T. Cost per substep: the eigensolve
+    (dense: n HVPs + eigh; lanczos: ``lanczos_steps`` HVPs) + k^2 third-derivative products + the k x k solve.
+    GD iterate k sits at tau = k (``time_unit = "step"``); the state is (w, leading eigenvector) so the Lanczos
+    start is warm.
+    """
+
+    loss: callable
+    lr: object
+    k: int = eqx.field(static=True)
+    threshold: float = eqx.field(static=True)
+    substeps: int = eqx.field(static=True)
+    method: str = eqx.field(static=True)
+    lanczos_steps: int = eqx.field(static=True)
+    time_unit = "step"
+
+    def __init__(self, loss, lr, k=3, threshold=1.95, substeps=4, method="dense", lanczos_steps=30):
+        if method not in ("dense", "lanczos"):
+            raise InputError(f"method must be 'dense' or 'lanczos', got {method!r}")
+        self.loss, self.lr = loss, positive_lr(lr)
+        self.k, self.threshold, self.substeps = int(k), float(threshold), int(substeps)
+        self.method, self.lanczos_steps = method, int(lanczos_steps)
+
+    def _flat(self, w):
+        flat, unravel = ravel_pytree(w)
+        return flat, unravel, (lambda v: self.loss(unravel(v)))
+
+    def analyse(self, w, start=None):
+        """(X, V, lambda, critical mask, D (k, k, n), g) at w for one substep dt = 1/substeps."""
+        flat, _, E = self._flat(w)
+        eta, dt = self.lr, 1.0 / self.substeps
+        lam, V = top_eigenpairs_flat(E, flat, self.k, self.method, self.lanczos_steps, start)
+        critical = lam > self.threshold / eta
+        g = gradient(E)(flat)
+        pair = lambda a, b: third(E)(flat, a, b)
+        D = jax.vmap(lambda a: jax.vmap(lambda b: pair(a, b))(V.T))(V.T)  # (k, k, n)
+        A = (2.0 / eta) * jnp.eye(self.k) - jnp.diag(lam) - dt * (D @ (-eta * g))
+        flatD = D.reshape(self.k * self.k, -1)
+        gram = dt * (eta / 2.0) * flatD @ flatD.T
+        X = solve_sdcp(A, gram, critical)
+        return X, V, lam, critical, D, g
+
+    def velocity(self, w, start=None):
+        X, V, lam, critical, D, g = self.analyse(w, start)
+        flat, unravel, _ = self._flat(w)
+        return -self.lr * (g + 0.5 * jnp.einsum("ij,ijn->n", X, D)), V[:, 0]
+
+    def init(self, w0, k0=0):
+        flat, _, _ = self._flat(w0)
+        return w0, jax.random.normal(jax.random.PRNGKey(0), flat.shape, flat.dtype)
+
+    def step(self, state, k):
+        def substep(i, carry):
+            w, start = carry
+            flat, unravel, _ = self._flat(w)
+            v, top = self.velocity(w, start)
+            # warm start: the last top eigenvector plus a fixed perturbation (a pure eigenvector would end Lanczos)
+            kick = jax.random.normal(jax.random.PRNGKey(1), top.shape, top.dtype) / jnp.sqrt(top.size)
+            return unravel(flat + v / self.substeps), top + 0.1 * kick
+
+        return jax.lax.fori_loop(0, self.substeps, substep, state)
+
+    def params(self, state):
+        return state[0]
+
+    def predictions(self, w):
+        """Central-flow predictions at w: predicted time-averaged GD loss L + (1/2)<Sigma, H> = L + (1/2) sum_i X_ii lambda_i,
+        the covariance Sigma = V X V^T (n x n) and X itself."""
+        X, V, lam, _, _, _ = self.analyse(w)
+        return {"predicted_loss": self.loss(w) + 0.5 * jnp.sum(jnp.diag(X) * lam), "X": X, "Sigma": V @ X @ V.T,
+                "eta_lambda": self.lr * lam}
+
+
+class RodFlow(AbstractFlow):
+    """Rod flow (Regis & Chewi 2026), state (x, d): center x_k = (w_k + w_{k+1})/2, sign-corrected half-extent
+    d_k = (-1)^k (w_k - w_{k+1})/2, in step time:
+
+        dx/dtau = -(eta/2) [grad L(x + d) + grad L(x - d)]
+        dd/dtau =  (eta/2) [grad L(x + d) - grad L(x - d)] - 2 d
+
+    Implemented: the reconstruction of theory/flows.md section 11 (one forward-Euler step with dtau = 1 from a
+    GD-consistent rod reproduces the next GD rod exactly; d grows iff eta lambda > 2). Cost: 2 gradients."""
+
+    loss: callable
+    lr: object
+    time_unit = "step"
+
+    def __init__(self, loss, lr):
+        self.loss, self.lr = loss, positive_lr(lr)
+
+    def field(self, tau, state):
+        x, d = state
+        grad = jax.grad(self.loss)
+        plus, minus = grad(x + d), grad(x - d)
+        return -0.5 * self.lr * (plus + minus), 0.5 * self.lr * (plus - minus) - 2.0 * d
+
+
+def rod_from_gd(w0, w1):
+    """The GD-consistent rod at k = 0: x = (w0 + w1)/2, d = (w0 - w1)/2."""
+    return 0.5 * (w0 + w1), 0.5 * (w0 - w1)
+
+
+class EdgeFlow(AbstractFlow):
+    """Edge flow (Marion 2026), state (x, u, rho): the rod restricted to d = rho u with a unit direction u:
+
+        dx/dtau   = -(eta/2) [grad L(x + rho u) + grad L(x - rho u)]
+        du/dtau   = eta (I - u u^T) H(x) u
+        drho/dtau = rho (eta lambda_sec - 2),   lambda_sec = u^T [grad L(x + rho u) - grad L(x - rho u)] / (2 rho)
+
+    Implemented: the reconstruction of theory/flows.md section 12. Cost: 2 gradients + 1 HVP."""
+
+    loss: callable
+    lr: object
+    time_unit = "step"
+
+    def __init__(self, loss, lr):
+        self.loss, self.lr = loss, positive_lr(lr)
+
+    def field(self, tau, state):
+        x, u, rho = state
+        grad = jax.grad(self.loss)
+        plus, minus = grad(x + rho * u), grad(x - rho * u)
+        Hu = hvp(self.loss)(x, u)
+        lam_sec = u @ (plus - minus) / (2.0 * rho)
+        return (-0.5 * self.lr * (plus + minus), self.lr * (Hu - (u @ Hu) * u), rho * (self.lr * lam_sec - 2.0))

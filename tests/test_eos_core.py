@@ -1,0 +1,121 @@
+"""Edge-of-stability core: scalar-network GFS sharpness, step-time flows, the central-flow SDCP solver."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.optimize
+from jax.flatten_util import ravel_pytree
+
+import dynamics as dy
+from dynamics.mlp import (balanced_sharpness, gfs_point_scalar, gfs_sharpness_scalar, mlp_init, mlp_loss,
+                          require_stable_minimizer, scalar_network_loss)
+from dynamics.processes.eos import CentralFlow, EdgeFlow, RodFlow, StableFlow, rod_from_gd, solve_sdcp
+
+
+def test_gfs_sharpness_depth_two_closed_form():
+    """D = 2: phi = sqrt((w1^2 - w2^2)^2 + 4 y^2) (the conserved w1^2 - w2^2 fixes the limit)."""
+    for w, y in [((2.5, 0.1), 1.0), ((1.2, 0.7), 1.0), ((-0.5, -3.0), 2.0)]:
+        expected = np.sqrt((w[0] ** 2 - w[1] ** 2) ** 2 + 4 * y**2)
+        assert gfs_sharpness_scalar(w, y) == pytest.approx(expected, rel=1e-13)
+
+
+def test_gfs_point_matches_gradient_flow_and_dense_sharpness():
+    w0 = jnp.array([2.0, 0.5, 0.3])
+    loss = scalar_network_loss(1.0)
+    traj = dy.simulate(dy.GradientFlow(loss), w0, np.array([0.0, 200.0]), rtol=1e-12, atol=1e-14)
+    end = np.asarray(traj.ys)[-1]
+    np.testing.assert_allclose(end, gfs_point_scalar(np.asarray(w0)), rtol=1e-9)
+    hessian = jax.hessian(loss)(jnp.asarray(end))
+    assert np.linalg.eigvalsh(np.asarray(hessian))[-1] == pytest.approx(gfs_sharpness_scalar(np.asarray(w0)), rel=1e-8)
+
+
+def test_gfs_refuses_flow_that_ends_at_zero_and_unstable_learning_rates():
+    with pytest.raises(dy.InputError, match="ends at pi = 0"):
+        gfs_point_scalar([1.0, -1.0], 1.0)
+    assert balanced_sharpness(3, 1.0) == 3.0
+    require_stable_minimizer(0.6, 3)  # 2/0.6 = 3.33 > 3
+    with pytest.raises(dy.StepSizeError, match="no minimizer of the depth-3 scalar network is stable"):
+        require_stable_minimizer(0.7, 3)  # 2/0.7 = 2.86 < 3
+
+
+def test_rod_flow_euler_step_reproduces_gd():
+    """One forward-Euler step (dtau = 1) from the GD-consistent rod gives the next GD rod exactly."""
+    loss = scalar_network_loss(1.0)
+    eta = 0.58
+    w = [jnp.array([2.0, 0.5, 0.3])]
+    for _ in range(3):
+        w.append(w[-1] - eta * jax.grad(loss)(w[-1]))
+    x, d = rod_from_gd(w[0], w[1])
+    dx, dd = RodFlow(loss, eta).field(0.0, (x, d))
+    np.testing.assert_allclose(x + dx, 0.5 * (w[1] + w[2]), atol=1e-14)
+    np.testing.assert_allclose(d + dd, -0.5 * (w[1] - w[2]), atol=1e-14)
+
+
+def test_edge_flow_on_a_quadratic():
+    """Quadratic: lambda_sec = u^T H u, so rho' = rho (eta u^T H u - 2); u' = eta (I - u u^T) H u."""
+    H = jnp.diag(jnp.array([3.0, 1.0]))
+    loss = lambda w: 0.5 * w @ H @ w
+    u = jnp.array([0.6, 0.8])
+    x, rho, eta = jnp.array([0.3, -0.2]), 0.1, 0.5
+    dx, du, drho = EdgeFlow(loss, eta).field(0.0, (x, u, rho))
+    np.testing.assert_allclose(dx, -eta * H @ x, atol=1e-14)
+    np.testing.assert_allclose(du, eta * (H @ u - (u @ H @ u) * u), atol=1e-14)
+    assert float(drho) == pytest.approx(rho * (eta * float(u @ H @ u) - 2), rel=1e-13)
+
+
+def test_stable_flow_is_gradient_flow_in_step_time():
+    loss = lambda w: 0.5 * jnp.sum(jnp.array([2.0, 0.5]) * w**2)
+    traj = dy.simulate(StableFlow(loss, 0.1), jnp.ones(2), np.array([0.0, 10.0]), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(np.asarray(traj.ys)[-1], np.exp(-0.1 * 10 * np.array([2.0, 0.5])), rtol=1e-10)
+
+
+def test_sdcp_single_eigenvalue_closed_form():
+    for a, b, expected in [(-3.0, 2.0, 1.5), (1.0, 2.0, 0.0)]:
+        X = solve_sdcp(jnp.array([[a]]), jnp.array([[b]]), jnp.array([True]))
+        assert float(X[0, 0]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_sdcp_two_eigenvalues_against_scipy():
+    """min_{X PSD} (1/2)<X, B[X]> + <A, X> over X = L L^T, compared with the projected-gradient solver."""
+    rng = np.random.default_rng(0)
+    D = rng.normal(size=(4, 6))
+    D[1] = D[2]  # B acts on symmetric matrices: entries (0,1) and (1,0) share one gradient
+    gram = D @ D.T
+    A = np.array([[-1.0, 0.3], [0.3, -0.5]])
+    X = np.asarray(solve_sdcp(jnp.asarray(A), jnp.asarray(gram), jnp.array([True, True]), iterations=3000))
+    objective = lambda M: 0.5 * M.reshape(-1) @ gram @ M.reshape(-1) + np.sum(A * M)
+    best = min((scipy.optimize.minimize(lambda p: objective(np.array([[p[0], 0], [p[1], p[2]]]) @
+                                                            np.array([[p[0], 0], [p[1], p[2]]]).T),
+                                        rng.normal(size=3), method="BFGS", options={"gtol": 1e-12})
+                for _ in range(5)), key=lambda r: r.fun)
+    assert objective(X) == pytest.approx(best.fun, rel=1e-8, abs=1e-12)
+    assert np.linalg.eigvalsh(X).min() >= -1e-12
+    residual = A + (gram @ X.reshape(-1)).reshape(2, 2)  # complementarity <X, A + B[X]> = 0
+    assert abs(np.sum(X * residual)) < 1e-8
+
+
+def test_central_flow_below_threshold_is_the_stable_flow():
+    """With every eta lambda < threshold the critical set is empty, X = 0 and one step is 4 Euler substeps of -eta g."""
+    params = mlp_init(jax.random.PRNGKey(0), (3, 4, 1))
+    X = jax.random.normal(jax.random.PRNGKey(1), (16, 3))
+    loss = mlp_loss(X, jnp.sin(X[:, 0]), "tanh")
+    flat, unravel = ravel_pytree(params)
+    E = lambda v: loss(unravel(v))
+    eta = 0.05
+    assert eta * dy.sharpness(E, flat) < 1.95
+    state = CentralFlow(E, eta, k=2).step(CentralFlow(E, eta, k=2).init(flat), 0)
+    w = flat
+    for _ in range(4):
+        w = w - eta / 4 * jax.grad(E)(w)
+    np.testing.assert_allclose(state[0], w, atol=1e-13)
+
+
+def test_mlp_loss_conventions():
+    params = mlp_init(jax.random.PRNGKey(0), (2, 3, 1))
+    X = jnp.ones((4, 2))
+    y = jnp.arange(4.0)
+    full, half = mlp_loss(X, y, "swish")(params), mlp_loss(X, y, "swish", half=True)(params)
+    assert float(half) == pytest.approx(0.5 * float(full), rel=1e-14)
+    with pytest.raises(dy.InputError, match="loss must be"):
+        mlp_loss(X, y, loss="hinge")
