@@ -18,8 +18,8 @@ from ..spectrum import lanczos
 from .base import AbstractDiscrete, AbstractFlow, positive_lr
 
 
-class StableFlow(AbstractFlow):
-    """dw/dtau = -eta grad L(w): gradient flow in step time (GD iterate k <-> tau = k). One gradient."""
+class _StepTimeFlow(AbstractFlow):
+    """A flow of GD with learning rate eta in step time (GD iterate k <-> tau = k)."""
 
     loss: callable
     lr: object
@@ -27,6 +27,10 @@ class StableFlow(AbstractFlow):
 
     def __init__(self, loss, lr):
         self.loss, self.lr = loss, positive_lr(lr)
+
+
+class StableFlow(_StepTimeFlow):
+    """dw/dtau = -eta grad L(w): gradient flow in step time. One gradient."""
 
     def field(self, tau, w):
         return jax.tree_util.tree_map(lambda g: -self.lr * g, jax.grad(self.loss)(w))
@@ -152,7 +156,7 @@ class CentralFlow(AbstractDiscrete):
                 "eta_lambda": self.lr * lam}
 
 
-class RodFlow(AbstractFlow):
+class RodFlow(_StepTimeFlow):
     """Rod flow (Regis & Chewi 2026), state (x, d): center x_k = (w_k + w_{k+1})/2, sign-corrected half-extent
     d_k = (-1)^k (w_k - w_{k+1})/2, in step time:
 
@@ -160,14 +164,9 @@ class RodFlow(AbstractFlow):
         dd/dtau =  (eta/2) [grad L(x + d) - grad L(x - d)] - 2 d
 
     Implemented: the reconstruction of theory/flows.md section 11 (one forward-Euler step with dtau = 1 from a
-    GD-consistent rod reproduces the next GD rod exactly; d grows iff eta lambda > 2). Cost: 2 gradients."""
-
-    loss: callable
-    lr: object
-    time_unit = "step"
-
-    def __init__(self, loss, lr):
-        self.loss, self.lr = loss, positive_lr(lr)
+    GD-consistent rod reproduces the next GD rod exactly; d grows iff eta lambda > 2). Only the abstract of the
+    paper could be consulted, so its exact equations (possible O(eta^2) terms, initial conditions) are unconfirmed.
+    Cost: 2 gradients."""
 
     def field(self, tau, state):
         x, d = state
@@ -181,21 +180,15 @@ def rod_from_gd(w0, w1):
     return 0.5 * (w0 + w1), 0.5 * (w0 - w1)
 
 
-class EdgeFlow(AbstractFlow):
+class EdgeFlow(_StepTimeFlow):
     """Edge flow (Marion 2026), state (x, u, rho): the rod restricted to d = rho u with a unit direction u:
 
         dx/dtau   = -(eta/2) [grad L(x + rho u) + grad L(x - rho u)]
         du/dtau   = eta (I - u u^T) H(x) u
         drho/dtau = rho (eta lambda_sec - 2),   lambda_sec = u^T [grad L(x + rho u) - grad L(x - rho u)] / (2 rho)
 
-    Implemented: the reconstruction of theory/flows.md section 12. Cost: 2 gradients + 1 HVP."""
-
-    loss: callable
-    lr: object
-    time_unit = "step"
-
-    def __init__(self, loss, lr):
-        self.loss, self.lr = loss, positive_lr(lr)
+    Implemented: the reconstruction of theory/flows.md section 12 (consistent with the paper's abstract, the only
+    part that could be consulted; the u-rate and the rho law are unconfirmed). Cost: 2 gradients + 1 HVP."""
 
     def field(self, tau, state):
         x, u, rho = state
