@@ -1,9 +1,11 @@
 """The registered theorems, in the order `python -m theorems` runs them."""
 
 from .barrett2021_igr import BarrettDherin2021
+from .damian2023_self_stabilization import Damian2023
 from .dherin2023_continual import Dherin2023
 from .dherin2024_corridors import DherinRosca2024
 from .gunasekar2018_linear_conv import Gunasekar2018
+from .kreisler2023_gfs import Kreisler2023
 from .li2017_sme import LiTaiE2017
 from .lyu2020_homogeneous import LyuLi2020, Nacson2019Depth
 from .nacson2019_sgd import NacsonSrebroSoudry2019
@@ -22,6 +24,8 @@ THEOREMS = {t.id: t for t in (
     BarrettDherin2021(), Rosca2023(), Smith2021(), Rosca2021(), Dherin2023(), DherinRosca2024(), LiTaiE2017(),
     # issue 4: implicit bias of linear and homogeneous networks
     Gunasekar2018(), Yun2021(), Woodworth2020(), LyuLi2020(), Nacson2019Depth(),
+    # issue 5: edge of stability
+    Kreisler2023(), Damian2023(),
 )}
 
 
