@@ -10,7 +10,7 @@ import time  # noqa: E402
 
 import jax  # noqa: E402
 
-from . import gd_throughput, gf_vs_gd, principal_flow  # noqa: E402
+from . import gd_throughput, gf_vs_gd, linear_networks, principal_flow  # noqa: E402
 
 
 def main():
@@ -21,6 +21,7 @@ def main():
     gd_throughput.report()
     gf_vs_gd.report()
     principal_flow.report()
+    linear_networks.report()
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 

@@ -1,6 +1,7 @@
 """Sweeps: many runs of one experiment (initialization scales, shapes, learning rates, seeds) as ONE vmapped,
 compiled computation, sharded over the batch axis when several devices exist (jax.sharding)."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,6 +23,32 @@ def shard_batch(batch):
     return jax.device_put(batch, sharding)
 
 
+@eqx.filter_jit
+def _sweep_discrete(make, batch, steps, observe):
+    """One compiled, vmapped run per call signature: ``make`` and ``observe`` are static (reuse the same
+    function objects to hit the cache)."""
+
+    def one(b):
+        process, y0 = make(b)
+        return _run_discrete(process, y0, steps, observe)
+
+    return jax.vmap(one)(batch)
+
+
+@eqx.filter_jit
+def _sweep_flow(make, batch, grid, observe, log_time, solver, rtol, atol, max_steps, dt0, pcoeff, icoeff):
+    import diffrax
+
+    def one(b):
+        process, y0 = make(b)
+        y0, mask = _split_complex(y0)
+        ys, result, _ = _run_flow(process, y0, mask, grid, observe, log_time, solver, rtol, atol, max_steps, dt0,
+                                  pcoeff, icoeff)
+        return ys, result == diffrax.RESULTS.successful
+
+    return jax.vmap(one)(batch)
+
+
 def simulate_sweep(make, batch, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_time=False, solver=None,
                    max_steps=100_000, dt0=None, pcoeff=0.3, icoeff=0.3):
     """Run ``make(b) -> (process, y0)`` for every b in ``batch`` (pytree, leading axis B) in one vmapped call.
@@ -29,6 +56,9 @@ def simulate_sweep(make, batch, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_
     All runs share ``ts`` and the options of `simulate` (flows: diffrax; discrete methods: lax loops, the
     step grid from the first lane's learning rate, which must then be equal across lanes). Returns a
     `Trajectory` whose ``ys`` leaves have shape (T, B, ...). A failed or diverged lane raises, naming it.
+    Compiled code is cached per (make, observe) function objects and shapes: reuse them across calls. On a
+    few CPU cores a vmapped adaptive solve runs every lane for the slowest lane's step count, so it can be
+    slower than a loop of compiled runs; it pays on accelerators and for fixed-step methods.
     """
     import diffrax
 
@@ -42,12 +72,7 @@ def simulate_sweep(make, batch, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_
             raise InputError("simulate_sweep over a discrete method needs one learning rate for all lanes (the "
                              f"step grid is shared); got {np.unique(lrs)[:5]}")
         steps = jnp.asarray(np.rint(ts / float(probe.lr)).astype(np.int64))
-
-        def one(b):
-            process, y0 = make(b)
-            return _run_discrete(process, y0, steps, observe)
-
-        ys, diverged_at = jax.jit(jax.vmap(one))(batch)
+        ys, diverged_at = _sweep_discrete(make, batch, steps, observe)
         bad = np.flatnonzero(np.asarray(diverged_at) >= 0)
         if bad.size:
             raise DivergenceError(f"sweep lanes {bad.tolist()} diverged (first non-finite iterates "
@@ -56,15 +81,8 @@ def simulate_sweep(make, batch, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_
     elif isinstance(probe, AbstractFlow):
         solver = diffrax.Tsit5() if solver is None else solver
         grid = jnp.asarray(np.log1p(ts) if log_time else ts)
-
-        def one(b):
-            process, y0 = make(b)
-            y0, mask = _split_complex(y0)
-            ys, result, _ = _run_flow(process, y0, mask, grid, observe, log_time, solver, jnp.asarray(rtol),
-                                      jnp.asarray(atol), max_steps, dt0, pcoeff, icoeff)
-            return ys, result == diffrax.RESULTS.successful
-
-        ys, succeeded = jax.jit(jax.vmap(one))(batch)
+        ys, succeeded = _sweep_flow(make, batch, grid, observe, log_time, solver, jnp.asarray(rtol),
+                                    jnp.asarray(atol), max_steps, dt0, pcoeff, icoeff)
         failed = np.flatnonzero(~np.asarray(succeeded))
         if failed.size:
             raise DivergenceError(f"sweep lanes {failed.tolist()} did not finish (solver failure or max_steps="
