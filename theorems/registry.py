@@ -4,6 +4,7 @@ from .barrett2021_igr import BarrettDherin2021
 from .damian2023_self_stabilization import Damian2023
 from .dherin2023_continual import Dherin2023
 from .dherin2024_corridors import DherinRosca2024
+from .gunasekar2017_factorization import Gunasekar2017
 from .gunasekar2018_linear_conv import Gunasekar2018
 from .kreisler2023_gfs import Kreisler2023
 from .li2017_sme import LiTaiE2017
@@ -23,7 +24,7 @@ THEOREMS = {t.id: t for t in (
     # issue 3: continuous models of gradient descent
     BarrettDherin2021(), Rosca2023(), Smith2021(), Rosca2021(), Dherin2023(), DherinRosca2024(), LiTaiE2017(),
     # issue 4: implicit bias of linear and homogeneous networks
-    Gunasekar2018(), Yun2021(), Woodworth2020(), LyuLi2020(), Nacson2019Depth(),
+    Gunasekar2018(), Yun2021(), Woodworth2020(), LyuLi2020(), Nacson2019Depth(), Gunasekar2017(),
     # issue 5: edge of stability
     Kreisler2023(), Damian2023(),
 )}

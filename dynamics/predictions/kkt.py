@@ -63,7 +63,7 @@ def smoothed_margin(q, params, homogeneity):
 
 def layer_alignment(layers):
     """Deep linear nets (Ji & Telgarsky 2019): for W_1..W_{L-1}, w_L returns
-    (rank-1 defects 1 - sigma_1(W_l)/||W_l||_F, adjacency |v_{l+1}^T u_l| between consecutive layers),
+    (rank-1 defects 1 - sigma_1(W_l)/||W_l||_F, adjacency |v_l^T u_{l+1}| between consecutive layers),
     both -> (0, 1) under directional convergence (u_l, v_l: top left/right singular vectors)."""
     mats = [np.atleast_2d(np.asarray(W)) if np.ndim(W) == 2 else np.asarray(W)[:, None] for W in layers]
     defects, tops = [], []
