@@ -90,3 +90,10 @@ def test_soudry_refuses_step_above_bound():
     bound = 2.0 / (0.25 * np.linalg.norm(X, 2) ** 2)
     with pytest.raises(dyn.StepSizeError, match="not below the bound"):
         gd_residuals(X, y, "logistic", 1.01 * bound, np.zeros(2), 100, asy)
+
+
+def test_claims_with_numpy_values_serialize_to_json():
+    claim = Claim("numpy", np.float64(1.0), np.float64(1.05), 0.1, note="", kind="abs")
+    flag = Claim("flag", np.bool_(True), True, kind="true")
+    data = json.loads(json.dumps([claim.as_dict(), flag.as_dict()]))
+    assert data[0]["passed"] is True and data[1]["measured"] is True

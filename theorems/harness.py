@@ -4,6 +4,8 @@ import dataclasses
 import math
 import time
 
+import numpy as np
+
 BUDGETS = ("quick", "full")
 
 
@@ -29,6 +31,9 @@ class Claim:
 
     @property
     def passed(self):
+        return bool(self._passed())
+
+    def _passed(self):
         m, e, tol = self.measured, self.expected, self.tolerance
         if self.kind == "true":
             return bool(m)
@@ -74,7 +79,9 @@ def _fmt(x):
 
 
 def _jsonable(x):
-    if isinstance(x, (bool, str)) or x is None:
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, str) or x is None:
         return x
     if isinstance(x, (list, tuple)):
         return [_jsonable(v) for v in x]
