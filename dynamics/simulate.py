@@ -91,7 +91,7 @@ def _run_discrete(process, y0, steps, observe):
         new_state = advance(state, start, stop)
         bad = ~_all_finite(process.params(new_state)) & (diverged_at < 0)
         diverged_at = jax.lax.cond(bad, lambda: first_bad_step(state, start, stop), lambda: diverged_at)
-        saved = observe(stop * process.lr, process.params(new_state))
+        saved = observe(stop * process.step_time, process.params(new_state))
         return (new_state, stop, diverged_at), saved
 
     start = (process.init(y0, steps[0]), steps[0], -jnp.ones((), steps.dtype))
@@ -100,10 +100,10 @@ def _run_discrete(process, y0, steps, observe):
 
 
 def _simulate_discrete(process, y0, ts, observe):
-    lr = float(process.lr)
+    lr = float(process.step_time)
     steps = np.rint(ts / lr).astype(np.int64)
     if np.any(np.diff(steps) <= 0):
-        raise InputError(f"ts are closer than one step (lr = {lr}); iterate k sits at t = k * lr")
+        raise InputError(f"ts are closer than one step ({lr}); iterate k sits at t = k * {lr}")
     saved, diverged_at = _run_discrete(process, y0, jnp.asarray(steps), observe)
     taken = int(steps[-1] - steps[0])
     traj = Trajectory(ts=steps * lr, ys=saved, time_unit=process.time_unit, stats={"steps": taken, "gradients": taken})
@@ -242,7 +242,7 @@ def simulate(process, y0, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_time=F
     y0 = jax.tree_util.tree_map(jnp.asarray, y0)
     observe = _identity_observe if observe is None else observe
     if isinstance(process, AbstractDiscrete):
-        _check_precision(process, y0, ts[-1] / float(process.lr), False, allow_float32)
+        _check_precision(process, y0, ts[-1] / float(process.step_time), False, allow_float32)
         return _simulate_discrete(process, y0, ts, observe)
     if isinstance(process, AbstractSDE):
         return _simulate_sde(process, y0, ts, observe, solver)

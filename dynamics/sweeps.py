@@ -71,13 +71,13 @@ def simulate_sweep(make, batch, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_
         if not np.allclose(lrs, lrs.flat[0], rtol=0, atol=0):
             raise InputError("simulate_sweep over a discrete method needs one learning rate for all lanes (the "
                              f"step grid is shared); got {np.unique(lrs)[:5]}")
-        steps = jnp.asarray(np.rint(ts / float(probe.lr)).astype(np.int64))
+        steps = jnp.asarray(np.rint(ts / float(probe.step_time)).astype(np.int64))
         ys, diverged_at = _sweep_discrete(make, batch, steps, observe)
         bad = np.flatnonzero(np.asarray(diverged_at) >= 0)
         if bad.size:
             raise DivergenceError(f"sweep lanes {bad.tolist()} diverged (first non-finite iterates "
                                   f"{np.asarray(diverged_at)[bad].tolist()})")
-        ts = np.asarray(steps) * float(probe.lr)
+        ts = np.asarray(steps) * float(probe.step_time)
     elif isinstance(probe, AbstractFlow):
         solver = diffrax.Tsit5() if solver is None else solver
         grid = jnp.asarray(np.log1p(ts) if log_time else ts)

@@ -40,6 +40,11 @@ class AbstractDiscrete(AbstractProcess):
 
     lr: object
 
+    @property
+    def step_time(self):
+        """Time between iterates: lr in physical time, 1 in step time (``time_unit = "step"``)."""
+        return 1.0 if self.time_unit == "step" else self.lr
+
     def init(self, theta0, k0=0):
         """The state at iterate k0 from the parameters theta0."""
         return theta0
