@@ -32,7 +32,7 @@ def _exponential_tail(process):
     return isinstance(loss, MarginLoss) and loss.tail.positive_slope
 
 
-def _check_precision(process, y0, horizon, log_time, allow_float32):
+def _check_precision(process, y0, horizon, allow_float32):
     """Refuse float32 runs past the horizon where exponentially-tailed runs silently stall."""
     if allow_float32 or not _is_float32(y0) or not _exponential_tail(process):
         return
@@ -242,14 +242,14 @@ def simulate(process, y0, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_time=F
     y0 = jax.tree_util.tree_map(jnp.asarray, y0)
     observe = _identity_observe if observe is None else observe
     if isinstance(process, AbstractDiscrete):
-        _check_precision(process, y0, ts[-1] / float(process.step_time), False, allow_float32)
+        _check_precision(process, y0, ts[-1] / float(process.step_time), allow_float32)
         return _simulate_discrete(process, y0, ts, observe)
     if isinstance(process, AbstractSDE):
         return _simulate_sde(process, y0, ts, observe, solver)
     if isinstance(process, AbstractFlow):
         if tau_grid and not log_time:
             raise InputError("tau_grid=True gives ts as tau = log(1 + t): it needs log_time=True")
-        _check_precision(process, y0, np.expm1(min(ts[-1], 700.0)) if tau_grid else ts[-1], log_time, allow_float32)
+        _check_precision(process, y0, np.expm1(min(ts[-1], 700.0)) if tau_grid else ts[-1], allow_float32)
         return _simulate_flow(process, y0, ts, observe, log_time, tau_grid, solver, rtol, atol, max_steps,
                               dt0, pcoeff, icoeff)
     raise InputError(f"simulate needs a discrete method, a flow or an SDE, got {type(process).__name__}")
