@@ -10,7 +10,7 @@ import time  # noqa: E402
 
 import jax  # noqa: E402
 
-from . import gd_throughput, gf_vs_gd, linear_networks, principal_flow  # noqa: E402
+from . import gd_throughput, gf_vs_gd, linear_networks, principal_flow, sharpness  # noqa: E402
 
 
 def main():
@@ -22,6 +22,7 @@ def main():
     gf_vs_gd.report()
     principal_flow.report()
     linear_networks.report()
+    sharpness.report()
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 

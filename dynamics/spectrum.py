@@ -65,7 +65,8 @@ def sharpness(loss, params, method=None, steps=40):
     """S(theta) = lambda_max(Hessian of ``loss`` at ``params``), the largest algebraic eigenvalue.
 
     method="dense" (eigh of the full Hessian; default up to DENSE_LIMIT parameters) or "lanczos"
-    (``steps`` HVPs, relative error ~1e-10 at steps = 20-40 on typical spectra).
+    (``steps`` HVPs; measured on tanh MLPs: machine precision at 1e3-1e4 parameters with 20 steps, but 8.7e-7 at
+    1e5 parameters with 20 steps and machine precision with 40, the default).
     """
     E, flat, _ = flat_loss(loss, params)
     method = method or ("dense" if flat.size <= DENSE_LIMIT else "lanczos")
