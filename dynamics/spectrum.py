@@ -49,16 +49,28 @@ def lanczos(matvec, v0, steps):
     return values, V[:steps].T @ vectors
 
 
-def top_eigenpairs(loss, params, k, steps=None, start=None):
-    """Top-k (largest algebraic) Hessian eigenpairs by Lanczos on HVPs: (values desc, vectors (n, k)).
+def hessian_eigenpairs(E, flat, k, method="lanczos", steps=None, start=None):
+    """Top-k (largest algebraic) Hessian eigenpairs of E at the flat point ``flat``: (values desc, vectors (n, k)).
 
-    ``steps`` defaults to max(3k, 30); ``start`` (flat) defaults to a fixed Gaussian vector (key 0).
+    method="dense": eigh of the full Hessian (n HVPs + O(n^3)); method="lanczos": ``steps`` HVPs (default
+    max(3k, 30)) from ``start`` (default a fixed Gaussian vector, key 0). Returns all computed values when k is None.
     """
-    E, flat, _ = flat_loss(loss, params)
-    start = jax.random.normal(jax.random.PRNGKey(0), flat.shape, flat.dtype) if start is None else start
-    steps = max(3 * k, 30) if steps is None else steps
-    values, vectors = lanczos(lambda v: hvp(E)(flat, v), start, steps)
+    if method == "dense":
+        values, vectors = jnp.linalg.eigh(hessian(E)(flat))
+    elif method == "lanczos":
+        start = jax.random.normal(jax.random.PRNGKey(0), flat.shape, flat.dtype) if start is None else start
+        steps = max(3 * (k or 1), 30) if steps is None else steps
+        values, vectors = lanczos(lambda v: hvp(E)(flat, v), start, steps)
+    else:
+        raise ValueError(f"method must be 'dense' or 'lanczos', got {method!r}")
     return values[::-1][:k], vectors[:, ::-1][:, :k]
+
+
+def top_eigenpairs(loss, params, k, steps=None, start=None):
+    """Top-k (largest algebraic) Hessian eigenpairs of a loss of a pytree by Lanczos on HVPs:
+    (values desc, vectors (n, k)); see `hessian_eigenpairs`."""
+    E, flat, _ = flat_loss(loss, params)
+    return hessian_eigenpairs(E, flat, k, "lanczos", steps, start)
 
 
 def sharpness(loss, params, method=None, steps=40):
@@ -72,6 +84,4 @@ def sharpness(loss, params, method=None, steps=40):
     method = method or ("dense" if flat.size <= DENSE_LIMIT else "lanczos")
     if method == "dense":
         return jnp.linalg.eigvalsh(hessian(E)(flat))[-1]
-    if method == "lanczos":
-        return top_eigenpairs(loss, params, 1, steps)[0][0]
-    raise ValueError(f"method must be 'dense' or 'lanczos', got {method!r}")
+    return hessian_eigenpairs(E, flat, 1, method, steps)[0][0]

@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from ..derivatives import gradient, hessian, hvp, third
+from ..derivatives import gradient, hvp, third
 from ..errors import InputError
-from ..spectrum import lanczos
+from ..spectrum import hessian_eigenpairs
 from .base import AbstractDiscrete, AbstractFlow, positive_lr
 
 
@@ -34,16 +34,6 @@ class StableFlow(_StepTimeFlow):
 
     def field(self, tau, w):
         return jax.tree_util.tree_map(lambda g: -self.lr * g, jax.grad(self.loss)(w))
-
-
-def top_eigenpairs_flat(E, w, k, method, steps, start=None):
-    """(values desc, vectors (n, k)) of the Hessian of E at flat w: dense eigh or Lanczos (``steps`` HVPs)."""
-    if method == "dense":
-        lam, V = jnp.linalg.eigh(hessian(E)(w))
-        return lam[::-1][:k], V[:, ::-1][:, :k]
-    start = jax.random.normal(jax.random.PRNGKey(0), w.shape, w.dtype) if start is None else start
-    lam, V = lanczos(lambda v: hvp(E)(w, v), start, steps)
-    return lam[::-1][:k], V[:, ::-1][:, :k]
 
 
 def solve_sdcp(A, gram, mask, iterations=300):
@@ -114,7 +104,7 @@ class CentralFlow(AbstractDiscrete):
         """(X, V, lambda, critical mask, D (k, k, n), g) at w for one substep dt = 1/substeps."""
         flat, _, E = self._flat(w)
         eta, dt = self.lr, 1.0 / self.substeps
-        lam, V = top_eigenpairs_flat(E, flat, self.k, self.method, self.lanczos_steps, start)
+        lam, V = hessian_eigenpairs(E, flat, self.k, self.method, self.lanczos_steps, start)
         critical = lam > self.threshold / eta
         g = gradient(E)(flat)
         pair = lambda a, b: third(E)(flat, a, b)

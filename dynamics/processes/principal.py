@@ -14,7 +14,7 @@ from jax.flatten_util import ravel_pytree
 
 from ..derivatives import gradient, hessian, holomorphy_defect, hvp, third
 from ..errors import InputError
-from ..spectrum import lanczos
+from ..spectrum import hessian_eigenpairs
 from .base import AbstractFlow, positive_lr
 
 #: |h lambda - 1| below this is treated as the singular point of phi_h.
@@ -83,8 +83,8 @@ class PrincipalFlow(AbstractFlow):
         self.k = int(k)
         self.lanczos_steps = int(lanczos_steps) if lanczos_steps else max(3 * int(k), 30)
 
-    def _check_holomorphic(self, E, flat, out):
-        return eqx.error_if(out, holomorphy_defect(E, flat) > 1e-8,
+    def _check_holomorphic(self, E, flat, g, out):
+        return eqx.error_if(out, holomorphy_defect(E, flat, g) > 1e-8,
                             "principal flow (complex state): the loss is not holomorphic (its derivative violates "
                             "the Cauchy-Riemann equations, e.g. conj or abs inside); use variant='real'.")
 
@@ -111,10 +111,13 @@ class PrincipalFlow(AbstractFlow):
         coeff = principal_coefficient(z, self.variant)
         return self._not_singular(z, U @ (coeff * (U.T @ g)))
 
+    def _top(self, E, flat, g, k):
+        """Lanczos Ritz pairs started from the gradient (slightly tilted so it is never an exact eigenvector)."""
+        start = g + 1e-3 * jnp.linalg.norm(g) * jnp.ones_like(g)
+        return hessian_eigenpairs(E, flat, k, "lanczos", self.lanczos_steps, start)
+
     def _topk(self, E, flat, g):
-        lam, U = lanczos(lambda v: hvp(E)(flat, v), g + 1e-3 * jnp.linalg.norm(g) * jnp.ones_like(g),
-                         self.lanczos_steps)
-        lam, U = lam[::-1][: self.k], U[:, ::-1][:, : self.k]
+        lam, U = self._top(E, flat, g, self.k)
         z = self.lr * lam
         along = U.T @ g
         g_perp = g - U @ along
@@ -130,7 +133,7 @@ class PrincipalFlow(AbstractFlow):
         if self.correction:
             out = out - self.lr**2 / 12.0 * third(E)(flat, g, g)
         if self.variant == "complex":
-            out = self._check_holomorphic(E, flat, out)
+            out = self._check_holomorphic(E, flat, g, out)
         return unravel(out)
 
     def log_time_field(self, tau, theta):
@@ -142,8 +145,5 @@ class PrincipalFlow(AbstractFlow):
         E = lambda v: self.loss(unravel(v))
         if self.method == "dense":
             return {"h_lambda": self.lr * jnp.linalg.eigvalsh(jnp.real(hessian(E)(flat)))[::-1]}
-        g = gradient(E)(flat)
-        lam, _ = lanczos(lambda v: hvp(E)(flat, v), g + 1e-3 * jnp.linalg.norm(g) * jnp.ones_like(g),
-                         self.lanczos_steps)
-        lam = lam[::-1]
+        lam, _ = self._top(E, flat, gradient(E)(flat), self.k + 1)
         return {"h_lambda": self.lr * lam[: self.k], "h_lambda_next": self.lr * lam[self.k]}
