@@ -41,6 +41,7 @@ from .modified_losses import reshuffling_modified_loss as reshuffling_modified_l
 from .models import tail_from as tail_from  # noqa: E402
 from .predictions import direction_error as direction_error  # noqa: E402
 from .predictions import l1_max_margin as l1_max_margin  # noqa: E402
+from .predictions import dft_l1_max_margin as dft_l1_max_margin  # noqa: E402
 from .predictions import max_margin as max_margin  # noqa: E402
 from .predictions import normalized_margin as normalized_margin  # noqa: E402
 from .predictions import separable_asymptotics as separable_asymptotics  # noqa: E402

@@ -18,13 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.integrate
-import scipy.optimize
 
 import dynamics as dyn
 from dynamics.errors import InputError
 from dynamics.networks import DiagonalNetwork, regression_loss
 from dynamics.predictions import (azulay_kappa, azulay_map, biased_uv_map, fit_line, implicit_norm_minimizer,
-                                  min_l1_interpolant, min_l2_interpolant, optimality_certificate,
+                                  l1_interpolant_certificate, min_l2_interpolant, optimality_certificate,
                                   require_step_below, woodworth_map)
 from dynamics.sweeps import simulate_sweep
 
@@ -55,26 +54,6 @@ def random_instance(seed=15, n=5, d=12):
     """Gaussian X (n x d), y (seed 15: the l1 dual certificate has c* = 0.508, support size n)."""
     rng = np.random.default_rng(seed)
     return rng.normal(size=(n, d)), rng.normal(size=n)
-
-
-def l1_dual_certificate(X, y, margin=1e-6):
-    """Dual LP of min ||beta||_1 s.t. X beta = y: max y.nu s.t. ||X^T nu||_inf <= 1 (HiGHS).
-
-    Returns (c = X^T nu, support, beta_l1); raises InputError unless the certificate is strict
-    (|c_j| < 1 - margin off the support of min_l1_interpolant, |c_j| = 1 on it) with zero duality gap."""
-    N, d = X.shape
-    res = scipy.optimize.linprog(-y, A_ub=np.vstack([X.T, -X.T]), b_ub=np.ones(2 * d), bounds=[(None, None)] * N,
-                                 method="highs")
-    if res.status != 0:
-        raise InputError(f"the l1 dual LP failed: {res.message}")
-    c = X.T @ res.x
-    beta_l1 = min_l1_interpolant(X, y)
-    support = np.abs(beta_l1) > 1e-9 * np.abs(beta_l1).max()
-    gap = abs(np.abs(beta_l1).sum() - y @ res.x) / np.abs(beta_l1).sum()
-    if gap > 1e-9 or np.any(np.abs(np.abs(c[support]) - 1) > 1e-9) or np.any(np.abs(c[~support]) >= 1 - margin):
-        raise InputError(f"no strict l1 dual certificate (gap {gap:.2g}, off-support max |c| "
-                         f"{np.abs(c[~support]).max():.6f}): the alpha -> 0 rates need one")
-    return c, support, beta_l1
 
 
 def time_scale(alpha, depth):
@@ -127,18 +106,22 @@ def _resolution(inits, depth):
     return np.array([max(1.0, max(float(np.abs(np.asarray(p)).max()) for p in params) ** depth) for params in inits])
 
 
-def _certify(X, y, betas, mirrors):
-    """Relative error to the Newton-dual minimizer and the certificate (feasibility, stationarity) per lane."""
-    error, feasibility, stationarity, predicted = [], [], [], []
-    for beta, mirror in zip(betas, mirrors):
+def _certify(X, y, betas, mirrors, continuation=False):
+    """Relative error to the Newton-dual minimizer and the certificate (feasibility, stationarity) per lane.
+
+    continuation: the lanes are one alpha grid in increasing order; solve from the largest alpha down, each
+    Newton solve warm-started at the previous lane's nu (from nu = 0, D = 2 fails at alpha <= 1e-7)."""
+    n = len(mirrors)
+    error, feasibility, stationarity, predicted = np.zeros(n), np.zeros(n), np.zeros(n), [None] * n
+    nu = None
+    for i in range(n)[::-1] if continuation else range(n):
         # tol 1e-12: for D = 3 at alpha <= 1e-3, h_3 near s = +-1 resolves beta only to ~1e-13 relative
-        q = implicit_norm_minimizer(X, y, mirror, tol=1e-12).beta
-        feas, stat = optimality_certificate(X, y, beta, mirror)
-        error.append(np.linalg.norm(beta - q) / np.linalg.norm(q))
-        feasibility.append(feas)
-        stationarity.append(stat)
-        predicted.append(q)
-    return np.array(error), np.array(feasibility), np.array(stationarity), np.array(predicted)
+        solution = implicit_norm_minimizer(X, y, mirrors[i], tol=1e-12, nu0=nu)
+        nu = solution.nu if continuation else None
+        error[i] = np.linalg.norm(betas[i] - solution.beta) / np.linalg.norm(solution.beta)
+        feasibility[i], stationarity[i] = optimality_certificate(X, y, betas[i], mirrors[i])
+        predicted[i] = solution.beta
+    return error, feasibility, stationarity, np.array(predicted)
 
 
 def _distances(betas, beta_l1, beta_l2):
@@ -188,7 +171,8 @@ class Woodworth2020(Theorem):
     def run(self, budget="quick"):
         cfg = SETTINGS[budget]
         X, y = random_instance()
-        c, support, beta_l1 = l1_dual_certificate(X, y)
+        certificate = l1_interpolant_certificate(X, y)
+        c, support, beta_l1 = certificate.correlation, certificate.support, certificate.beta
         beta_l2 = min_l2_interpolant(X, y)
         ev = {"X": X, "y": y, "c": c, "support": support, "beta_l1": beta_l1, "beta_l2": beta_l2}
         for depth in (2, 3):
@@ -217,7 +201,8 @@ class Woodworth2020(Theorem):
         resolution = _resolution(inits, depth)
         change = np.max(np.abs(betas[-1] - betas[late]).max(axis=1) / resolution)
         final = betas[-1]
-        error, feas, stat, predicted = _certify(X, y, final[:lanes], [woodworth_map(a, depth, d) for a in alphas])
+        error, feas, stat, predicted = _certify(X, y, final[:lanes], [woodworth_map(a, depth, d) for a in alphas],
+                                                 continuation=True)
         toy = final[lanes:, :2]
         toy_pred = np.array([implicit_norm_minimizer(np.array([[1.0, 2.0]]), np.array([1.0]),
                                                      woodworth_map(a, depth, 2)).beta for a in toy_alphas])

@@ -13,7 +13,6 @@ from .implicit_norms import azulay_map as azulay_map
 from .implicit_norms import biased_uv_map as biased_uv_map
 from .implicit_norms import implicit_norm_minimizer as implicit_norm_minimizer
 from .implicit_norms import last_layer_zero_map as last_layer_zero_map
-from .implicit_norms import min_l1_interpolant as min_l1_interpolant
 from .implicit_norms import min_l2_interpolant as min_l2_interpolant
 from .implicit_norms import optimality_certificate as optimality_certificate
 from .implicit_norms import require_interpolant as require_interpolant
@@ -23,9 +22,17 @@ from .kkt import normalized_margin_homogeneous as normalized_margin_homogeneous
 from .kkt import parameter_kkt as parameter_kkt
 from .kkt import predictor_kkt as predictor_kkt
 from .kkt import smoothed_margin as smoothed_margin
-from .max_margin import L1MaxMarginSolution as L1MaxMarginSolution
+from .l1_margin import DFTL1MaxMarginSolution as DFTL1MaxMarginSolution
+from .l1_margin import L1InterpolantCertificate as L1InterpolantCertificate
+from .l1_margin import L1MaxMarginSolution as L1MaxMarginSolution
+from .l1_margin import MarginCertificate as MarginCertificate
+from .l1_margin import dft_l1_max_margin as dft_l1_max_margin
+from .l1_margin import dft_l1_norm as dft_l1_norm
+from .l1_margin import l1_interpolant_certificate as l1_interpolant_certificate
+from .l1_margin import l1_max_margin as l1_max_margin
+from .l1_margin import margin_certificate as margin_certificate
+from .l1_margin import min_l1_interpolant as min_l1_interpolant
 from .max_margin import MaxMarginSolution as MaxMarginSolution
-from .max_margin import l1_max_margin as l1_max_margin
 from .max_margin import max_margin as max_margin
 from .max_margin import require_separable as require_separable
 from .max_margin import separability_certificate as separability_certificate

@@ -2,7 +2,7 @@
 
 l2:  w_hat = argmin ||w||^2  s.t.  Z w >= 1   (z_n = y_n x_n, no bias), gamma* = 1/||w_hat||,
      KKT: w_hat = sum_{n in S} alpha_n z_n, alpha >= 0, and sum alpha = ||w_hat||^2.
-l1:  argmin ||w||_1 s.t. Z w >= 1 (a linear program, HiGHS).
+l1 and DFT-l1 max margin: see `l1_margin`.
 """
 
 import dataclasses
@@ -125,27 +125,3 @@ def max_margin(X, y):
         w=w, support=support, dual=alpha, margin=1.0 / np.linalg.norm(w),
         gap=float(margins[off].min()) if off.size else np.inf,
         degenerate_support=zero_dual, spans_data=bool(spans))
-
-
-@dataclasses.dataclass(frozen=True)
-class L1MaxMarginSolution:
-    """argmin ||w||_1 s.t. Z w >= 1: w, margin gamma_1* = 1/||w||_1 (possibly non-unique w)."""
-
-    w: np.ndarray
-    margin: float
-
-
-def l1_max_margin(X, y):
-    """l1 max margin by the LP min 1^T(p + q) s.t. Z(p - q) >= 1, p, q >= 0 (HiGHS).
-
-    The LP may be degenerate (several optimal w); compare margins or objectives, not vectors.
-    """
-    _, _, Z = labelled_data(X, y)
-    require_separable(Z)
-    n, d = Z.shape
-    res = scipy.optimize.linprog(np.ones(2 * d), A_ub=-np.hstack([Z, -Z]), b_ub=-np.ones(n),
-                                 bounds=[(0, None)] * (2 * d), method="highs")
-    if res.status != 0:
-        raise DynamicsError(f"l1_max_margin: HiGHS failed: {res.message}")
-    w = res.x[:d] - res.x[d:]
-    return L1MaxMarginSolution(w=w, margin=1.0 / np.abs(w).sum())
