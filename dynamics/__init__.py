@@ -62,6 +62,7 @@ from .processes import ModifiedFlow as ModifiedFlow  # noqa: E402
 from .processes import NormalizedGD as NormalizedGD  # noqa: E402
 from .processes import PrincipalFlow as PrincipalFlow  # noqa: E402
 from .processes import RodFlow as RodFlow  # noqa: E402
+from .processes import rod_from_gd as rod_from_gd  # noqa: E402
 from .processes import SeedEnsemble as SeedEnsemble  # noqa: E402
 from .processes import SequentialGD as SequentialGD  # noqa: E402
 from .processes import StableFlow as StableFlow  # noqa: E402

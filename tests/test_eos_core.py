@@ -10,7 +10,7 @@ from jax.flatten_util import ravel_pytree
 import dynamics as dy
 from dynamics.mlp import (balanced_sharpness, gfs_point_scalar, gfs_sharpness_scalar, mlp_init, mlp_loss,
                           require_stable_minimizer, scalar_network_loss)
-from dynamics.processes.eos import CentralFlow, EdgeFlow, RodFlow, StableFlow, rod_from_gd, solve_sdcp
+from dynamics.processes.eos import CentralFlow, StableFlow, solve_sdcp
 
 
 def test_gfs_sharpness_depth_two_closed_form():
@@ -37,31 +37,6 @@ def test_gfs_refuses_flow_that_ends_at_zero_and_unstable_learning_rates():
     require_stable_minimizer(0.6, 3)  # 2/0.6 = 3.33 > 3
     with pytest.raises(dy.StepSizeError, match="no minimizer of the depth-3 scalar network is stable"):
         require_stable_minimizer(0.7, 3)  # 2/0.7 = 2.86 < 3
-
-
-def test_rod_flow_euler_step_reproduces_gd():
-    """One forward-Euler step (dtau = 1) from the GD-consistent rod gives the next GD rod exactly."""
-    loss = scalar_network_loss(1.0)
-    eta = 0.58
-    w = [jnp.array([2.0, 0.5, 0.3])]
-    for _ in range(3):
-        w.append(w[-1] - eta * jax.grad(loss)(w[-1]))
-    x, d = rod_from_gd(w[0], w[1])
-    dx, dd = RodFlow(loss, eta).field(0.0, (x, d))
-    np.testing.assert_allclose(x + dx, 0.5 * (w[1] + w[2]), atol=1e-14)
-    np.testing.assert_allclose(d + dd, -0.5 * (w[1] - w[2]), atol=1e-14)
-
-
-def test_edge_flow_on_a_quadratic():
-    """Quadratic: lambda_sec = u^T H u, so rho' = rho (eta u^T H u - 2); u' = eta (I - u u^T) H u."""
-    H = jnp.diag(jnp.array([3.0, 1.0]))
-    loss = lambda w: 0.5 * w @ H @ w
-    u = jnp.array([0.6, 0.8])
-    x, rho, eta = jnp.array([0.3, -0.2]), 0.1, 0.5
-    dx, du, drho = EdgeFlow(loss, eta).field(0.0, (x, u, rho))
-    np.testing.assert_allclose(dx, -eta * H @ x, atol=1e-14)
-    np.testing.assert_allclose(du, eta * (H @ u - (u @ H @ u) * u), atol=1e-14)
-    assert float(drho) == pytest.approx(rho * (eta * float(u @ H @ u) - 2), rel=1e-13)
 
 
 def test_stable_flow_is_gradient_flow_in_step_time():

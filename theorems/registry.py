@@ -11,6 +11,7 @@ from .li2017_sme import LiTaiE2017
 from .lyu2020_homogeneous import LyuLi2020, Nacson2019Depth
 from .nacson2019_sgd import NacsonSrebroSoudry2019
 from .nacson2019_tails import Nacson2019
+from .regis2026_rod_edge import RegisChewi2026
 from .rosca2021_games import Rosca2021
 from .rosca2023_principal_flow import Rosca2023
 from .smith2021_reshuffling import Smith2021
@@ -26,7 +27,7 @@ THEOREMS = {t.id: t for t in (
     # issue 4: implicit bias of linear and homogeneous networks
     Gunasekar2018(), Yun2021(), Woodworth2020(), LyuLi2020(), Nacson2019Depth(), Gunasekar2017(),
     # issue 5: edge of stability
-    Kreisler2023(), Damian2023(),
+    Kreisler2023(), Damian2023(), RegisChewi2026(),
 )}
 
 

@@ -13,10 +13,7 @@ from .discrete import HeavyBall as HeavyBall
 from .discrete import NormalizedGD as NormalizedGD
 from .ensemble import SeedEnsemble as SeedEnsemble
 from .eos import CentralFlow as CentralFlow
-from .eos import EdgeFlow as EdgeFlow
-from .eos import RodFlow as RodFlow
 from .eos import StableFlow as StableFlow
-from .eos import rod_from_gd as rod_from_gd
 from .eos import solve_sdcp as solve_sdcp
 from .flows import GradientFlow as GradientFlow
 from .games import GameGD as GameGD
@@ -26,6 +23,9 @@ from .modified import ModifiedFlow as ModifiedFlow
 from .modified import bea_coefficients as bea_coefficients
 from .principal import PrincipalFlow as PrincipalFlow
 from .principal import principal_coefficient as principal_coefficient
+from .rod_edge import EdgeFlow as EdgeFlow
+from .rod_edge import RodFlow as RodFlow
+from .rod_edge import rod_from_gd as rod_from_gd
 from .sde import AbstractSDE as AbstractSDE
 from .sde import StochasticModifiedEquation as StochasticModifiedEquation
 from .sde import minibatch_noise_factor as minibatch_noise_factor

@@ -4,7 +4,7 @@ StableFlow: dw/dtau = -eta grad L (gradient flow in step time).
 CentralFlow (Cohen, Damian, Talwalkar, Kolter, Lee 2025): dw/dtau = -eta [grad L + (1/2) grad <Sigma, H>] with the
   oscillation covariance Sigma = V X V^T on the critical eigenspace chosen so that lambda_max <= 2/eta, X solving a
   semidefinite complementarity problem; integrated as in the authors' code by Euler substeps of dt = 1/substeps.
-RodFlow, EdgeFlow: see their docstrings (which equations are implemented, and how they were checked).
+RodFlow, EdgeFlow (rod_edge.py) build on _StepTimeFlow.
 """
 
 import equinox as eqx
@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from ..derivatives import gradient, hvp, third
+from ..derivatives import gradient, third
 from ..errors import InputError
 from ..spectrum import hessian_eigenpairs
 from .base import AbstractDiscrete, AbstractFlow, positive_lr
@@ -145,45 +145,3 @@ class CentralFlow(AbstractDiscrete):
         return {"predicted_loss": self.loss(w) + 0.5 * jnp.sum(jnp.diag(X) * lam), "X": X, "Sigma": V @ X @ V.T,
                 "eta_lambda": self.lr * lam}
 
-
-class RodFlow(_StepTimeFlow):
-    """Rod flow (Regis & Chewi 2026), state (x, d): center x_k = (w_k + w_{k+1})/2, sign-corrected half-extent
-    d_k = (-1)^k (w_k - w_{k+1})/2, in step time:
-
-        dx/dtau = -(eta/2) [grad L(x + d) + grad L(x - d)]
-        dd/dtau =  (eta/2) [grad L(x + d) - grad L(x - d)] - 2 d
-
-    Implemented: the reconstruction of theory/flows.md section 11 (one forward-Euler step with dtau = 1 from a
-    GD-consistent rod reproduces the next GD rod exactly; d grows iff eta lambda > 2). Only the abstract of the
-    paper could be consulted, so its exact equations (possible O(eta^2) terms, initial conditions) are unconfirmed.
-    Cost: 2 gradients."""
-
-    def field(self, tau, state):
-        x, d = state
-        grad = jax.grad(self.loss)
-        plus, minus = grad(x + d), grad(x - d)
-        return -0.5 * self.lr * (plus + minus), 0.5 * self.lr * (plus - minus) - 2.0 * d
-
-
-def rod_from_gd(w0, w1):
-    """The GD-consistent rod at k = 0: x = (w0 + w1)/2, d = (w0 - w1)/2."""
-    return 0.5 * (w0 + w1), 0.5 * (w0 - w1)
-
-
-class EdgeFlow(_StepTimeFlow):
-    """Edge flow (Marion 2026), state (x, u, rho): the rod restricted to d = rho u with a unit direction u:
-
-        dx/dtau   = -(eta/2) [grad L(x + rho u) + grad L(x - rho u)]
-        du/dtau   = eta (I - u u^T) H(x) u
-        drho/dtau = rho (eta lambda_sec - 2),   lambda_sec = u^T [grad L(x + rho u) - grad L(x - rho u)] / (2 rho)
-
-    Implemented: the reconstruction of theory/flows.md section 12 (consistent with the paper's abstract, the only
-    part that could be consulted; the u-rate and the rho law are unconfirmed). Cost: 2 gradients + 1 HVP."""
-
-    def field(self, tau, state):
-        x, u, rho = state
-        grad = jax.grad(self.loss)
-        plus, minus = grad(x + rho * u), grad(x - rho * u)
-        Hu = hvp(self.loss)(x, u)
-        lam_sec = u @ (plus - minus) / (2.0 * rho)
-        return (-0.5 * self.lr * (plus + minus), self.lr * (Hu - (u @ Hu) * u), rho * (self.lr * lam_sec - 2.0))

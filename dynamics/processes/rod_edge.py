@@ -1,0 +1,157 @@
+"""Rod flow and edge flow: step-time models of GD at the edge of stability that keep the period-2 oscillation.
+
+GD w_{k+1} = w_k - eta g(w_k) (g = grad L) is read as a "rod" joining consecutive iterates: center
+x_k = (w_k + w_{k+1})/2 and sign-corrected half-extent d_k = (-1)^k (w_k - w_{k+1})/2, so that the iterates are
+x_k +- d_k and a period-2 oscillation is a smooth, slowly varying d. Exactly [derived, restated here]:
+
+    x_{k+1} - x_k = -(eta/2) [g(x_k + d_k) + g(x_k - d_k)]
+    d_{k+1} - d_k =  (eta/2) [g(x_k + d_k) - g(x_k - d_k)] - 2 d_k     (on GD rods, where d_k = (-1)^k (eta/2) g(w_k))
+
+The rod flow (`RodFlow`) is the ODE whose forward-Euler step with dtau = 1 is this map; the edge flow (`EdgeFlow`)
+restricts the rod to one direction, d = rho u with ||u|| = 1.
+
+Sources. Rod flow: Regis & Chewi, arXiv 2602.01480 (2026); edge flow: Marion, arXiv 2606.18080 (2026). The stored
+copies reachable from this project hold the abstracts and introductions of both papers, not their equation sections,
+so the equations below are the reconstructions of theory/flows.md sections 11-12, checked against everything those
+parts state (a rod of consecutive iterates; a center doing a modified gradient flow on the symmetrized loss
+(1/2)[L(x + d) + L(x - d)]; a direction following Rayleigh-quotient dynamics towards a top Hessian eigenvector; a
+magnitude growing or decaying exponentially as the sharpness is above or below 2/eta; 2 gradients + 1 HVP per edge
+step; the 2/eta threshold). Possible O(eta^2) terms, the papers' exact magnitude law and initial conditions are
+unconfirmed. States are pytrees like the parameters (flattened internally with `ravel_pytree`).
+"""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from ..derivatives import gradient, hvp
+from ..errors import InputError
+from ..spectrum import DENSE_LIMIT, flat_loss, hessian_eigenpairs
+from .eos import _StepTimeFlow
+
+#: | ||u|| - 1 | allowed for a user-supplied edge-flow direction
+UNIT_TOL = 1e-8
+
+
+def _same_structure(name_a, a, name_b, b):
+    sa, sb = jax.tree_util.tree_structure(a), jax.tree_util.tree_structure(b)
+    shapes_a = [jnp.shape(leaf) for leaf in jax.tree_util.tree_leaves(a)]
+    shapes_b = [jnp.shape(leaf) for leaf in jax.tree_util.tree_leaves(b)]
+    if sa != sb or shapes_a != shapes_b:
+        raise InputError(f"{name_a} and {name_b} must have the same structure and shapes, got {shapes_a} "
+                         f"({sa}) and {shapes_b} ({sb})")
+
+
+@eqx.filter_jit
+def _first_step(flow, w0):
+    """(w0, w1) flattened, w1 = w0 - eta g(w0) GD's next iterate. One gradient; compiled once per loss (eta traced)."""
+    E, f0, _ = flat_loss(flow.loss, w0)
+    return f0, f0 - flow.lr * gradient(E)(f0)
+
+
+@eqx.filter_jit
+def _top_eigenvector(flow, w, method):
+    """The top Hessian eigenvector of the flow's loss at w, flattened."""
+    E, flat, _ = flat_loss(flow.loss, w)
+    return hessian_eigenpairs(E, flat, 1, method)[1][:, 0]
+
+
+def rod_from_gd(w_k, w_next, k=0):
+    """The GD rod at step k from the iterates w_k, w_{k+1}: x = (w_k + w_{k+1})/2, d = (-1)^k (w_k - w_{k+1})/2.
+
+    Pytrees allowed (same structure). Returns (x, d), the `RodFlow` state at tau = k."""
+    _same_structure("w_k", w_k, "w_next", w_next)
+    sign = -1.0 if int(k) % 2 else 1.0
+    x = jax.tree_util.tree_map(lambda a, b: 0.5 * (a + b), w_k, w_next)
+    d = jax.tree_util.tree_map(lambda a, b: 0.5 * sign * (a - b), w_k, w_next)
+    return x, d
+
+
+class RodFlow(_StepTimeFlow):
+    """Rod flow of GD with learning rate eta, in step time (GD rod k <-> tau = k), state (x, d):
+
+        dx/dtau = -(eta/2) [g(x + d) + g(x - d)]           (gradient flow on (1/2)[L(x + d) + L(x - d)], in step time)
+        dd/dtau =  (eta/2) [g(x + d) - g(x - d)] - 2 d
+
+    Implemented: the reconstruction of theory/flows.md section 11 (Regis & Chewi 2026, arXiv 2602.01480; only the
+    paper's abstract and introduction could be read, which this matches: see the module docstring). Properties
+    [derived, tested]: one forward-Euler step with dtau = 1 from a GD rod (`rod_from_gd`) is the next GD rod, exactly;
+    at d = 0 the d-equation linearizes to dd/dtau = (eta H(x) - 2) d, so the rod opens iff eta lambda > 2; the center
+    moves by dx/dtau = -eta [g(x) + (1/2) T[d, d] + O(|d|^4)] (T = third derivative: the self-stabilization term).
+    Cost: 2 gradients per field evaluation.
+    Start from `initial_state(w0)` (the GD rod at k = 0)."""
+
+    def field(self, tau, state):
+        x, d = state
+        E, fx, unravel = flat_loss(self.loss, x)
+        fd = ravel_pytree(d)[0]
+        grad = gradient(E)
+        plus, minus = grad(fx + fd), grad(fx - fd)
+        return unravel(-0.5 * self.lr * (plus + minus)), unravel(0.5 * self.lr * (plus - minus) - 2.0 * fd)
+
+    def initial_state(self, w0):
+        """The GD rod at k = 0: rod_from_gd(w0, w0 - eta g(w0)). One gradient."""
+        unravel = ravel_pytree(w0)[1]
+        return rod_from_gd(w0, unravel(_first_step(self, w0)[1]))
+
+
+class EdgeFlow(_StepTimeFlow):
+    """Edge flow of GD with learning rate eta, in step time (tau = k), state (x, u, rho): the rod with d = rho u,
+    ||u|| = 1:
+
+        dx/dtau   = -(eta/2) [g(x + rho u) + g(x - rho u)]
+        du/dtau   =  eta (I - u u^T) H(x) u                           (Rayleigh-quotient ascent on the unit sphere)
+        drho/dtau =  rho (eta lambda_sec - 2),  lambda_sec = u^T [g(x + rho u) - g(x - rho u)] / (2 rho)
+
+    lambda_sec is the secant curvature along u (u^T H(x) u at rho = 0, where it is taken), so rho = 0 is invariant and
+    then the edge flow is the stable flow plus the direction dynamics. The rho- and x-equations are the rod flow's
+    projected on d = rho u; the u-equation is its transverse part to first order in rho (secant -> Hessian).
+    Implemented: the reconstruction of theory/flows.md section 12 (Marion 2026, arXiv 2606.18080; only the abstract
+    and introduction could be read, which this matches; the u-rate eta and the magnitude law are unconfirmed).
+    The field is tangent to the sphere, so ||u|| = 1 holds up to the solver's error. Cost: 2 gradients + 1 HVP per
+    field evaluation. Start from `initial_state(w0)`."""
+
+    def field(self, tau, state):
+        x, u, rho = state
+        E, fx, unravel = flat_loss(self.loss, x)
+        fu = ravel_pytree(u)[0]
+        grad = gradient(E)
+        plus, minus = grad(fx + rho * fu), grad(fx - rho * fu)
+        Hu = hvp(E)(fx, fu)
+        rayleigh = fu @ Hu
+        at_zero = rho == 0
+        secant = jnp.where(at_zero, rayleigh, fu @ (plus - minus) / (2.0 * jnp.where(at_zero, 1.0, rho)))
+        return (unravel(-0.5 * self.lr * (plus + minus)), unravel(self.lr * (Hu - rayleigh * fu)),
+                rho * (self.lr * secant - 2.0))
+
+    def initial_state(self, w0, u=None, rho=None):
+        """(x0, u0, rho0) from GD's first step w1 = w0 - eta g(w0): x0 = (w0 + w1)/2; u0 = ``u`` or the top Hessian
+        eigenvector at x0 (dense eigh up to `DENSE_LIMIT` parameters, else Lanczos), signed so that
+        u0.(w0 - w1) >= 0; rho0 = ``rho`` or u0.(w0 - w1)/2, the half-step projected on u0.
+
+        Raises `InputError` for a u that is not a unit vector (to `UNIT_TOL`) or of the wrong shape, and for
+        rho0 <= 0 or non-finite (rho = 0 is invariant: the run would be the stable flow)."""
+        unravel = ravel_pytree(w0)[1]
+        f0, f1 = _first_step(self, w0)
+        fx = 0.5 * (f0 + f1)
+        if u is None:
+            fu = _top_eigenvector(self, unravel(fx), "dense" if fx.size <= DENSE_LIMIT else "lanczos")
+        else:
+            _same_structure("u", u, "w0", w0)
+            fu = ravel_pytree(u)[0]
+            norm = float(jnp.linalg.norm(fu))
+            if not abs(norm - 1.0) <= UNIT_TOL:
+                raise InputError(f"the edge-flow direction u must be a unit vector, got ||u|| = {norm!r}")
+        fu = jnp.where(fu @ (f0 - f1) < 0, -fu, fu)
+        if rho is None:
+            rho = 0.5 * float(fu @ (f0 - f1))
+        elif jnp.ndim(rho) != 0:
+            raise InputError(f"the edge-flow magnitude rho0 must be a scalar, got shape {jnp.shape(rho)}")
+        rho = float(rho)
+        if not (rho > 0 and math.isfinite(rho)):
+            raise InputError(f"the edge-flow magnitude rho0 must be finite and > 0, got {rho!r} (rho = 0 is "
+                             "invariant: with no oscillation along u the edge flow is the stable flow)")
+        return unravel(fx), unravel(fu), jnp.asarray(rho, fx.dtype)
