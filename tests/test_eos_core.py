@@ -94,3 +94,27 @@ def test_mlp_loss_conventions():
     assert float(half) == pytest.approx(0.5 * float(full), rel=1e-14)
     with pytest.raises(dy.InputError, match="loss must be"):
         mlp_loss(X, y, loss="hinge")
+
+
+def test_eos_metrics_midpoints_distances_and_loss_oscillation():
+    from dynamics.eos_metrics import distance_to_gd, loss_oscillation, midpoints, sharpness_along
+
+    W = np.arange(12.0).reshape(4, 3)
+    np.testing.assert_array_equal(midpoints(W), (W[:-1] + W[1:]) / 2)
+    flow_int = W + 1.0                                   # at tau = 0..3: midpoint rule, distance sqrt(3)
+    np.testing.assert_allclose(distance_to_gd(W, flow_int), np.sqrt(3.0) * np.ones(3))
+    np.testing.assert_allclose(distance_to_gd(W, midpoints(W)), np.zeros(3))
+    with pytest.raises(dy.InputError, match="do not match"):
+        distance_to_gd(W, W[:2])
+    losses = np.array([3.0, 2.0, 2.5, 1.0, 1.5, 0.5])
+    increases, ratio = loss_oscillation(losses, window=2)
+    assert increases == 2 and ratio == pytest.approx(1.0 / 2.5)
+    with pytest.raises(dy.InputError, match="longer than the window"):
+        loss_oscillation(losses, window=10)
+    # sharpness along rows against numpy's eigvalsh of the known Hessian diag(a) * (1 + row-dependent scale)
+    a = jnp.array([3.0, -7.0, 1.0])
+    loss = lambda w: 0.5 * jnp.sum(a * w**2) + 0.25 * w[0] ** 4
+    rows = np.array([[0.0, 1.0, 2.0], [1.0, 0.0, 0.0], [2.0, 5.0, 1.0]])
+    expected = [np.linalg.eigvalsh(np.diag(np.asarray(a)) + np.diag([3 * r[0] ** 2, 0, 0]))[-1] for r in rows]
+    np.testing.assert_allclose(sharpness_along(loss, rows, "dense"), expected, rtol=1e-13)
+    np.testing.assert_allclose(sharpness_along(loss, rows, "lanczos", 3), expected, rtol=1e-12)

@@ -36,14 +36,17 @@ class StableFlow(_StepTimeFlow):
         return jax.tree_util.tree_map(lambda g: -self.lr * g, jax.grad(self.loss)(w))
 
 
-def solve_sdcp(A, gram, mask, iterations=300):
+def solve_sdcp(A, gram, mask, iterations=2000, tol=1e-12):
     """X >= 0 (PSD, supported on ``mask``) with A + B[X] >= 0 and <X, A + B[X]> = 0, B[X] = reshape(gram vec X).
 
     B is a PSD Gram operator, so X minimizes the convex QP (1/2)<X, B[X]> + <A, X> over PSD X; solved by
-    accelerated projected gradient with eigenvalue clipping (k x k eigh per iteration). For one critical
-    eigenvalue the answer is x = max(0, -A/B) in closed form (`central_flow_scalar`)."""
+    accelerated projected gradient (FISTA, step 1/||B|| on the critical block, eigenvalue clipping: a k x k eigh per
+    iteration) until the projected-gradient step moves X by <= tol (1 + ||X||), at most ``iterations`` times.
+    An empty critical set returns X = 0 without iterating. For one critical eigenvalue the answer is
+    x = max(0, -A/B) in closed form (`central_flow_scalar`)."""
     k = A.shape[0]
     M = jnp.outer(mask, mask).astype(A.dtype)
+    gram = gram * jnp.outer(M.reshape(-1), M.reshape(-1))   # B restricted to the critical block
     apply_b = lambda X: (gram @ X.reshape(-1)).reshape(k, k)
     step = 1.0 / (jnp.linalg.eigvalsh(gram)[-1] + 1e-300)
 
@@ -52,15 +55,22 @@ def solve_sdcp(A, gram, mask, iterations=300):
         lam, U = jnp.linalg.eigh(X)
         return (U * jnp.maximum(lam, 0.0)) @ U.T
 
-    def body(i, carry):
-        X, Y, t = carry
+    def moving(carry):
+        i, X, _, _, change = carry
+        return (i < iterations) & (change > tol * (1.0 + jnp.linalg.norm(X)))
+
+    def body(carry):
+        i, X, Y, t, _ = carry
         X_new = project(Y - step * (apply_b(Y) + A))
         t_new = 0.5 * (1 + jnp.sqrt(1 + 4 * t**2))
-        return X_new, X_new + (t - 1) / t_new * (X_new - X), t_new
+        return i + 1, X_new, X_new + (t - 1) / t_new * (X_new - X), t_new, jnp.linalg.norm(X_new - X)
 
-    zero = jnp.zeros_like(A)
-    X, _, _ = jax.lax.fori_loop(0, iterations, body, (zero, zero, jnp.ones((), A.dtype)))
-    return X
+    def solve(_):
+        zero = jnp.zeros_like(A)
+        one = jnp.ones((), A.dtype)
+        return jax.lax.while_loop(moving, body, (0, zero, zero, one, jnp.inf * one))[1]
+
+    return jax.lax.cond(jnp.any(mask), solve, jnp.zeros_like, A)
 
 
 def central_flow_scalar(A, B):
