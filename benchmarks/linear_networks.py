@@ -4,9 +4,9 @@
 (a) D = 2 diagonal net, regression (N = 5, d = 12, seed 15), GF of L / max(alpha, 1)^2 (same path), Dopri8,
     rtol 1e-10, atol 1e-14, rescaled time T = 600. The loop passes alpha as a traced array, so it compiles once.
 (b) DiagonalNetwork(3, "product"), exp loss, N = 6, d = 8 (seed 0), init 0.1 N(0, 1); r_stat from
-    `predictor_kkt` with the run's own dual weights; target r_stat <= 1e-2 (first crossing on the save grid).
-    GF: Tsit5 in log time, evaluations = 6 x steps + 3. GD: lr = 0.01, at most 1e6 steps; GD's iterate k sits at
-    t = k lr, so if not reached, the path-time estimate K ~ expm1(tau*) / lr is printed instead.
+    `predictor_kkt` with the run's own dual weights; targets r_stat <= 1e-1 ... 1e-2 (first crossing on the save
+    grid). GF: Tsit5 in log time, evaluations = 6 x steps + 3. GD: lr = 0.01, at most 1e6 steps; GD's iterate k sits
+    at t = k lr, so where GD does not reach a target the path-time estimate K ~ expm1(tau*) / lr is printed instead.
 """
 
 import diffrax
@@ -24,7 +24,7 @@ from .common import si, table, time_calls
 
 ALPHAS = np.geomspace(1e-4, 1e1, 64)
 T = 600.0
-TARGET, LR, GD_MAX = 1e-2, 0.01, 10**6
+TARGETS, LR, GD_MAX = (1e-1, 5e-2, 2e-2, 1e-2), 0.01, 10**6
 
 
 class _Scaled(eqx.Module):
@@ -60,8 +60,8 @@ def sweep_vs_loop():
     return ratio
 
 
-def _first_crossing(r, marks):
-    hit = np.flatnonzero(r <= TARGET)
+def _first_crossing(r, marks, target):
+    hit = np.flatnonzero(r <= target)
     return None if hit.size == 0 else marks[hit[0]]
 
 
@@ -80,24 +80,23 @@ def gf_vs_gd():
     gf = lambda tau_grid: dyn.simulate(dyn.GradientFlow(loss), p0, np.expm1(np.r_[0.0, tau_grid]), log_time=True,
                                        rtol=1e-10, atol=1e-12, solver=diffrax.Tsit5(), observe=observe,
                                        max_steps=400_000)
-    tau_star = _first_crossing(r_of(gf(taus).ys), taus)
-    traj = gf(np.array([tau_star]))
-    evals = 6 * traj.stats["num_steps"] + 3
-
+    r_gf = r_of(gf(taus).ys)
     ks = np.unique(np.geomspace(1, GD_MAX, 200).astype(np.int64))
-    gd = dyn.simulate(dyn.GradientDescent(loss, LR), p0, np.r_[0, ks] * LR, observe=observe)
-    r_gd = r_of(gd.ys)
-    K = _first_crossing(r_gd, ks)
-    K_text = f"{K}" if K is not None else f"> {GD_MAX:.0e} (path time: ~{np.expm1(tau_star) / LR:.1e})"
-    print(f"\n(b) depth-3 diagonal net, exp loss, to r_stat <= {TARGET:g} (first crossing)")
-    print(table(["method", "reached at", "gradients"],
-                [["log-time GF (Tsit5)", f"tau* = {tau_star:.1f}", f"{evals} ({traj.stats['num_steps']} steps)"],
-                 [f"GD lr = {LR}", f"k = {K_text}", K_text],
-                 ["GD: min r_stat over its run", f"{r_gd.min():.2e} (tau = {np.log1p(GD_MAX * LR):.1f})", ""]]))
-    ratio = (K if K is not None else np.expm1(tau_star) / LR) / evals
-    print(f"GD gradients / GF evaluations = {si(ratio) if ratio < 1e12 else f'{ratio:.1e}'}"
-          + ("" if K is not None else " (GD not reached: path-time estimate)"))
-    return ratio
+    r_gd = r_of(dyn.simulate(dyn.GradientDescent(loss, LR), p0, np.r_[0, ks] * LR, observe=observe).ys)
+    rows, ratios = [], {}
+    for target in TARGETS:
+        tau_star = _first_crossing(r_gf, taus, target)
+        evals = 6 * gf(np.array([tau_star])).stats["num_steps"] + 3
+        K = _first_crossing(r_gd, ks, target)
+        ratio = (K if K is not None else np.expm1(tau_star) / LR) / evals
+        ratios[target] = ratio
+        K_text = f"{K}" if K is not None else f"> {GD_MAX:.0e} (path time ~{np.expm1(tau_star) / LR:.1e})"
+        rows.append([f"{target:g}", f"{tau_star:.1f}", evals, K_text,
+                     (si(ratio) if ratio < 1e12 else f"{ratio:.1e}") + ("" if K is not None else " (estimate)")])
+    print(f"\n(b) depth-3 diagonal net, exp loss, first crossing of r_stat <= target; GD lr = {LR}; "
+          f"GD's smallest r_stat in {GD_MAX:.0e} steps: {r_gd.min():.2e}")
+    print(table(["target", "GF tau*", "GF evaluations", "GD steps", "GD gradients / GF evaluations"], rows))
+    return ratios
 
 
 def report():
