@@ -8,6 +8,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
+from . import gfs as gfs  # noqa: E402
 from . import mlp as mlp  # noqa: E402
 from . import predictions as predictions  # noqa: E402
 from . import spectrum as spectrum  # noqa: E402
@@ -23,6 +24,11 @@ from .errors import NonSeparableError as NonSeparableError  # noqa: E402
 from .errors import PrecisionError as PrecisionError  # noqa: E402
 from .errors import SolverBudgetError as SolverBudgetError  # noqa: E402
 from .errors import StepSizeError as StepSizeError  # noqa: E402
+from .gfs import GFSLimit as GFSLimit  # noqa: E402
+from .gfs import GFSPath as GFSPath  # noqa: E402
+from .gfs import gfs_limit as gfs_limit  # noqa: E402
+from .gfs import gfs_sharpness as gfs_sharpness  # noqa: E402
+from .gfs import gfs_sharpness_batch as gfs_sharpness_batch  # noqa: E402
 from .losses import AbstractTail as AbstractTail  # noqa: E402
 from .losses import Exponential as Exponential  # noqa: E402
 from .losses import Logistic as Logistic  # noqa: E402

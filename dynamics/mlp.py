@@ -2,14 +2,19 @@
 
 Loss conventions differ between papers and change the sharpness scale, so each loss states its own:
 mse: mean_n ||f(x_n) - y_n||^2 (times 1/2 with half=True, Cohen et al.'s convention);
-cross_entropy: mean_n -log softmax(f(x_n))[y_n]. Parameters are a list of (W, b) pairs.
+cross_entropy: mean_n -log softmax(f(x_n))[y_n]. Parameters are a list of (W, b) pairs. The scalar-network GFS
+closed forms live in `dynamics.gfs` and are re-exported here.
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .errors import InputError, StepSizeError
+from .errors import InputError
+from .gfs import balanced_sharpness as balanced_sharpness
+from .gfs import gfs_point_scalar as gfs_point_scalar
+from .gfs import gfs_sharpness_scalar as gfs_sharpness_scalar
+from .gfs import require_stable_minimizer as require_stable_minimizer
 
 ACTIVATIONS = {"tanh": jnp.tanh, "swish": jax.nn.swish, "relu": jax.nn.relu}
 
@@ -50,11 +55,10 @@ def mlp_loss(X, y, activation="tanh", loss="mse", half=False):
 
 def digits_dataset(n=None, classes=10, one_hot=True):
     """scikit-learn's bundled 8x8 digits (1797 images, no download): X scaled to [0, 1], y one-hot (MSE)
-    or integer labels; the first ``n`` examples of the first ``classes`` classes."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as err:  # optional dependency
-        raise ImportError("digits_dataset needs scikit-learn: pip install scikit-learn") from err
+    or integer labels; the first ``n`` examples of the first ``classes`` classes. scikit-learn is a dependency,
+    imported here because importing sklearn.datasets costs ~1 s, which `import dynamics` should not pay."""
+    from sklearn.datasets import load_digits
+
     data = load_digits()
     keep = data.target < classes
     X, y = data.data[keep] / 16.0, data.target[keep]
@@ -69,40 +73,3 @@ def digits_dataset(n=None, classes=10, one_hot=True):
 def scalar_network_loss(y=1.0):
     """L(w) = (prod_i w_i - y)^2 / 2 for the depth-D scalar network pi(w) = prod_i w_i."""
     return lambda w: 0.5 * (jnp.prod(w) - y) ** 2
-
-
-def gfs_point_scalar(w, y=1.0):
-    """S_GF(w): the gradient-flow limit from w. GF conserves w_i^2 - w_j^2 and signs, so
-    S_GF(w)_i = sign(w_i) sqrt(w_i^2 + c) with c > -min_i w_i^2 the root of sum_i log(w_i^2 + c) = log y^2."""
-    import scipy.optimize
-
-    w = np.asarray(w, float)
-    if np.sign(np.prod(w)) != np.sign(y) or np.any(w == 0):
-        raise InputError("gradient flow from w ends at pi = 0, not at a minimizer: sign(prod w) must equal sign(y)")
-    f = lambda c: np.sum(np.log(w**2 + c)) - np.log(y**2)  # increasing; -> -inf as c -> -min w^2
-    lo = -np.min(w**2) * (1.0 - 1e-14)
-    hi = max(1.0, -lo)
-    while f(hi) < 0:
-        hi *= 2
-    c = scipy.optimize.brentq(f, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps)
-    return np.sign(w) * np.sqrt(w**2 + c)
-
-
-def gfs_sharpness_scalar(w, y=1.0):
-    """phi(w) = lambda_max of the Hessian at S_GF(w) = y^2 sum_i 1/(w_i^2 + c) (Kreisler et al. 2023)."""
-    limit = gfs_point_scalar(w, y)
-    return float(y**2 * np.sum(1.0 / limit**2))
-
-
-def balanced_sharpness(depth, y=1.0):
-    """Smallest sharpness over all minimizers of the depth-D scalar net: D |y|^(2 - 2/D) (balanced point)."""
-    return depth * abs(y) ** (2.0 - 2.0 / depth)
-
-
-def require_stable_minimizer(lr, depth, y=1.0):
-    """Raise StepSizeError when 2/lr is below every minimizer's sharpness (GD cannot converge to any minimizer)."""
-    floor = balanced_sharpness(depth, y)
-    if 2.0 / lr < floor:
-        raise StepSizeError(f"no minimizer of the depth-{depth} scalar network is stable at lr = {lr:.6g}: "
-                            f"2/lr = {2.0 / lr:.6g} < {floor:.6g} = D |y|^(2-2/D), the smallest sharpness of any "
-                            "minimizer; GD cannot converge (it ends on a cycle or diverges)")
