@@ -79,5 +79,8 @@ from .processes import lie_bracket as lie_bracket  # noqa: E402
 from .processes import minibatch_noise_factor as minibatch_noise_factor  # noqa: E402
 from .processes import principal_coefficient as principal_coefficient  # noqa: E402
 from .simulate import simulate as simulate  # noqa: E402
+from .spectrum import Eigenpairs as Eigenpairs  # noqa: E402
+from .spectrum import eigenpairs as eigenpairs  # noqa: E402
+from .spectrum import require_converged as require_converged  # noqa: E402
 from .spectrum import sharpness as sharpness  # noqa: E402
 from .trajectory import Trajectory as Trajectory  # noqa: E402

@@ -1,17 +1,67 @@
-"""Hessian spectra: dense eigh for small models, Lanczos with full reorthogonalization for large ones.
+"""Hessian spectra: dense eigh for small models; Lanczos and warm-started block LOBPCG on HVPs for large ones.
 
-Eigenvalues are *algebraic* (largest means most positive, not largest in magnitude). Parameters may
-be any pytree; they are flattened with `jax.flatten_util.ravel_pytree`.
+Eigenvalues are *algebraic*: the top-k are the k most positive, not the k largest in magnitude. Parameters may be
+any pytree; they are flattened with `jax.flatten_util.ravel_pytree` and eigenvectors are flat (n, k) columns.
+
+Every iterative solve returns an `Eigenpairs` result stating what it reached: the residual norms
+r_i = ||H v_i - lambda_i v_i||_2, the tolerance they were held to (tol * rho, rho = the largest |Ritz value|
+seen, an under-estimate of ||H||_2), the HVPs spent and a converged flag. For a symmetric H, each lambda_i lies
+within r_i of an eigenvalue (within r_i^2 / gap once isolated by a gap), and the angle between the returned
+k-dimensional subspace and the exact one obeys sin(angle) <= ||[r_1..r_k]||_F / gap (Davis-Kahan), gap =
+lambda_k - lambda_{k+1}. `require_converged` (or ``strict=True``) turns non-convergence into `SolverBudgetError`.
 """
 
+from typing import NamedTuple
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from .derivatives import hessian, hvp
+from .errors import InputError, SolverBudgetError
 
 #: models with at most this many parameters use the dense Hessian by default.
 DENSE_LIMIT = 2000
+#: LOBPCG's default iteration budget (each iteration costs one HVP per block column).
+LOBPCG_STEPS = 100
+METHODS = ("dense", "lanczos", "lobpcg")
+#: LOBPCG leaves out residuals below max(tol, LOCK_FLOOR eps) rho: below that they are rounding noise.
+LOCK_FLOOR = 1e3
+
+
+class Eigenpairs(NamedTuple):
+    """Top eigenpairs of a symmetric operator and what the solver reached (a pytree: jit/vmap friendly).
+
+    values (k,) descending (largest algebraic first); vectors (n, k) orthonormal columns; residuals (k,)
+    ||H v_i - lambda_i v_i||_2 (Lanczos: the estimate |beta_m s_mi|, exact in exact arithmetic); tolerance: the
+    absolute residual bound tol * rho; hvps: Hessian-vector products used; iterations and max_iterations (the
+    budget; Lanczos: steps); converged: all k residuals <= tolerance.
+    """
+
+    values: jax.Array
+    vectors: jax.Array
+    residuals: jax.Array
+    tolerance: jax.Array
+    hvps: jax.Array
+    iterations: jax.Array
+    max_iterations: jax.Array
+    converged: jax.Array
+
+
+def default_tol(dtype):
+    """Relative residual tolerance: 1e-8 in float64, 1e3 eps (1.2e-4) in float32."""
+    return max(1e-8, 1e3 * float(jnp.finfo(dtype).eps))
+
+
+def _result(values, vectors, residuals, rho, tol, hvps, iterations, max_iterations, k=None):
+    """`Eigenpairs` of the first k pairs (all when k is None), converged when their residuals are <= tol * rho."""
+    values, vectors, residuals = values[:k], vectors[:, :k], residuals[:k]
+    tolerance = tol * rho
+    converged = jnp.all(residuals <= tolerance)
+    as_int = lambda x: jnp.asarray(x, jnp.int32)
+    return Eigenpairs(values, vectors, residuals, tolerance, as_int(hvps), as_int(iterations),
+                      as_int(max_iterations), converged)
 
 
 def flat_loss(loss, params):
@@ -20,68 +70,250 @@ def flat_loss(loss, params):
     return (lambda v: loss(unravel(v))), flat, unravel
 
 
-def lanczos(matvec, v0, steps):
-    """Lanczos tridiagonalization with full (twice-repeated) reorthogonalization.
+# ----------------------------------------------------------------------------- Lanczos
 
-    Returns Ritz values (ascending) and Ritz vectors (columns) of the symmetric operator ``matvec``
-    restricted to the Krylov space K_steps(A, v0). Cost: ``steps`` matvecs + O(n steps^2).
+
+def lanczos(matvec, v0, steps, k=None, tol=None):
+    """Lanczos tridiagonalization with full (twice-repeated) reorthogonalization: `Eigenpairs`, descending.
+
+    Ritz pairs of the symmetric ``matvec`` on the Krylov space K_m(A, v0), m = min(steps, n); the first k (all
+    m when None). Residual estimate r_i = |beta_m s_{m,i}| (s_i the eigenvector of the tridiagonal T): with
+    A V_m = V_m T + beta_m v_{m+1} e_m^T it equals ||A V_m s_i - theta_i V_m s_i|| in exact arithmetic; far below
+    eps ||A|| it only says the Krylov space is numerically invariant (the computed residual is at rounding level).
+    On breakdown (an invariant Krylov space, e.g. v0 an eigenvector) the basis restarts from a fixed random vector
+    orthogonal to it, so eigenvalues outside that space are still found. Cost: m matvecs + O(n m^2).
     """
     n = v0.shape[0]
     steps = min(steps, n)
+    tol = default_tol(v0.dtype) if tol is None else tol
+    restart = jax.random.normal(jax.random.PRNGKey(1), v0.shape, v0.dtype)
     V = jnp.zeros((steps + 1, n), v0.dtype).at[0].set(v0 / jnp.linalg.norm(v0))
+    floor = 64 * jnp.finfo(v0.dtype).eps
+
+    def orthogonalize(w, Vm):
+        w = w - Vm.T @ (Vm @ w)
+        return w - Vm.T @ (Vm @ w)
 
     def body(i, carry):
         V, alpha, beta = carry
         w = matvec(V[i])
         a = jnp.vdot(V[i], w)
-        mask = (jnp.arange(steps + 1) <= i)[:, None]
-        Vm = jnp.where(mask, V, 0.0)
-        w = w - Vm.T @ (Vm @ w)
-        w = w - Vm.T @ (Vm @ w)
+        Vm = jnp.where((jnp.arange(steps + 1) <= i)[:, None], V, 0.0)
+        scale = jnp.linalg.norm(w)
+        w = orthogonalize(w, Vm)
         b = jnp.linalg.norm(w)
-        nxt = jnp.where(b > 1e-300, w / jnp.where(b > 1e-300, b, 1.0), 0.0)
-        return V.at[i + 1].set(nxt), alpha.at[i].set(a), beta.at[i].set(b)
+        broke = b <= floor * scale
+        z = orthogonalize(restart, Vm)
+        z_norm = jnp.linalg.norm(z)
+        fresh = jnp.where(z_norm > 0, z / jnp.where(z_norm > 0, z_norm, 1.0), 0.0)
+        nxt = jnp.where(broke, fresh, w / jnp.where(broke, 1.0, b))
+        return V.at[i + 1].set(nxt), alpha.at[i].set(a), beta.at[i].set(jnp.where(broke, 0.0, b))
 
     zeros = jnp.zeros(steps, v0.dtype)
     V, alpha, beta = jax.lax.fori_loop(0, steps, body, (V, zeros, zeros))
     T = jnp.diag(alpha) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1)
-    values, vectors = jnp.linalg.eigh(T)
-    return values, V[:steps].T @ vectors
+    theta, S = jnp.linalg.eigh(T)
+    theta, S = theta[::-1], S[:, ::-1]
+    residuals = jnp.abs(beta[-1] * S[-1])
+    return _result(theta, V[:steps].T @ S, residuals, jnp.max(jnp.abs(theta)), tol, steps, steps, steps, k)
+
+
+# ----------------------------------------------------------------------------- LOBPCG
+
+
+def _orthonormalize(Y, S, AY=None, AS=None):
+    """Columns of S made orthonormal and orthogonal to the orthonormal (or zero) columns of Y; AS = A S, when
+    given, is carried along (A linear, AY = A Y).
+
+    Two passes of: project out Y, normalize columns, SVQB (S <- S U mu^{-1/2} from eigh(S^T S) = U mu U^T).
+    Directions with mu <= 1e4 eps max(mu) (numerically dependent, e.g. more columns than n allows) become zero
+    columns. Returns (S, AS, mask of the nonzero columns)."""
+    cutoff = 1e4 * jnp.finfo(S.dtype).eps
+    for _ in range(2):
+        M = Y.T @ S
+        S = S - Y @ M
+        AS = None if AS is None else AS - AY @ M
+        norms = jnp.linalg.norm(S, axis=0)
+        inv = jnp.where(norms > 0, 1.0 / jnp.where(norms > 0, norms, 1.0), 0.0)
+        mu, U = jnp.linalg.eigh((S * inv).T @ (S * inv))
+        keep = mu > cutoff * mu[-1]
+        D = inv[:, None] * U * jnp.where(keep, 1.0 / jnp.sqrt(jnp.where(keep, mu, 1.0)), 0.0)
+        S = S @ D
+        AS = None if AS is None else AS @ D
+    return S, AS, keep
+
+
+def _rayleigh_ritz(B, AB, valid, b):
+    """Top-b Ritz pairs of A on the orthonormal basis B (invalid columns are zero and excluded):
+    (theta desc (b,), coefficients (cols, b), rho = largest |Ritz value|)."""
+    T = B.T @ AB
+    T = 0.5 * (T + T.T)
+    both = valid[:, None] & valid[None, :]
+    T = jnp.where(both, T, 0.0)
+    low = -2.0 * (jnp.linalg.norm(T) + 1.0)  # below every valid Ritz value: excluded columns sort last
+    w, U = jnp.linalg.eigh(T + jnp.diag(jnp.where(valid, 0.0, low)))
+    rho = jnp.max(jnp.abs(jnp.where(w > 0.5 * low, w, 0.0)))
+    return w[::-1][:b], U[:, ::-1][:, :b], rho
+
+
+def lobpcg(matvec, X0, k=None, tol=None, steps=LOBPCG_STEPS):
+    """Top-k (largest algebraic) eigenpairs of the symmetric ``matvec`` by block LOBPCG from the block X0 (n, b).
+
+    Each iteration: residuals R = A X - X Theta, basis [X, R, P] (P: the previous update direction)
+    orthonormalized (SVQB; dependent directions dropped, so any n >= b works, n = 3 included), Rayleigh-Ritz on
+    it, top-b Ritz vectors become X. A X and A P are updated by the same linear combinations, so one iteration
+    costs b HVPs (A R) + O(n b^2). Columns b - k beyond k are guard vectors: they speed up convergence when
+    lambda_k is close to lambda_{k+1}. Stops when the first k residuals are <= tol * rho (rho: the largest
+    |Ritz value| seen), after ``steps`` iterations, or on a non-finite residual; the reported residuals are then
+    recomputed from fresh HVPs. HVPs: b (start) + b per iteration + b (final check). Warm start: pass the
+    previous result's vectors (plus guard columns) as X0 along a trajectory. ``steps`` may be traced.
+    """
+    n, b = X0.shape
+    k = b if k is None else k
+    if not 1 <= k <= b <= n:
+        raise InputError(f"LOBPCG needs 1 <= k <= block size <= n, got k = {k}, block {b}, n = {n}")
+    tol = default_tol(X0.dtype) if tol is None else tol
+    block = jax.jit(jax.vmap(matvec, in_axes=1, out_axes=1))  # one compiled block HVP for the three call sites
+    X = jnp.linalg.qr(X0)[0]
+    AX = block(X)
+    theta, C, rho = _rayleigh_ritz(X, AX, jnp.ones(b, bool), b)
+    X, AX = X @ C, AX @ C
+    residual = lambda X, AX, theta: jnp.linalg.norm(AX - X * theta, axis=0)
+
+    def unfinished(state):
+        X, AX, P, AP, theta, res, rho, i = state
+        return (i < steps) & jnp.any(res[:k] > tol * rho) & jnp.all(jnp.isfinite(res))
+
+    def iterate(state):
+        X, AX, P, AP, theta, res, rho, i = state
+        # soft locking: residuals already below the tolerance are left out (they are mostly rounding noise)
+        active = res > jnp.maximum(tol, LOCK_FLOOR * jnp.finfo(X.dtype).eps) * rho
+        W, _, w_keep = _orthonormalize(X, jnp.where(active, AX - X * theta, 0.0))
+        AW = block(W)
+        XW, AXW = jnp.concatenate([X, W], 1), jnp.concatenate([AX, AW], 1)
+        P, AP, p_keep = _orthonormalize(XW, P, AXW, AP)
+        B, AB = jnp.concatenate([XW, P], 1), jnp.concatenate([AXW, AP], 1)
+        valid = jnp.concatenate([jnp.ones(b, bool), w_keep, p_keep])
+        theta, C, rho_now = _rayleigh_ritz(B, AB, valid, b)
+        X, AX, P, AP = B @ C, AB @ C, B[:, b:] @ C[b:], AB[:, b:] @ C[b:]
+        return X, AX, P, AP, theta, residual(X, AX, theta), jnp.maximum(rho, rho_now), i + 1
+
+    zeros = jnp.zeros_like(X)
+    state = (X, AX, zeros, zeros, theta, residual(X, AX, theta), rho, jnp.zeros((), jnp.int32))
+    X, _, _, _, _, _, rho, iterations = jax.lax.while_loop(unfinished, iterate, state)
+    AX = block(X)
+    theta = jnp.sum(X * AX, axis=0)
+    order = jnp.argsort(-theta)
+    X, AX, theta = X[:, order], AX[:, order], theta[order]
+    return _result(theta, X, residual(X, AX, theta), rho, tol, b * (iterations + 2), iterations, steps, k)
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def _start_block(start, n, k, dtype):
+    """The LOBPCG start block: ``start`` (a vector or (n, c) block) completed to k columns with fixed Gaussian
+    columns (key 0); more than k columns are kept as guard vectors."""
+    columns = jnp.zeros((n, 0), dtype) if start is None else jnp.asarray(start, dtype).reshape(n, -1)
+    missing = k - columns.shape[1]
+    if missing > 0:
+        columns = jnp.concatenate([columns, jax.random.normal(jax.random.PRNGKey(0), (n, missing), dtype)], 1)
+    return columns
+
+
+def require_converged(result, what="eigensolver"):
+    """Return ``result`` if converged, else raise `SolverBudgetError` naming what was reached (host-side)."""
+    if bool(result.converged):
+        return result
+    residuals = ", ".join(f"{float(r):.3g}" for r in result.residuals)
+    raise SolverBudgetError(
+        f"{what} did not converge: residuals ||H v - lambda v|| = [{residuals}] for eigenvalues "
+        f"{[round(float(v), 10) for v in result.values]}, tolerance {float(result.tolerance):.3g}, after "
+        f"{int(result.iterations)} of {int(result.max_iterations)} iterations ({int(result.hvps)} HVPs). Advice: "
+        "raise the budget (steps), use a larger block (guard vectors: a start block with more columns than k), "
+        "or warm-start from the previous eigenvectors; non-finite residuals mean a non-finite Hessian.")
+
+
+def eigenpairs(loss, params, k=1, method=None, start=None, steps=None, tol=None, strict=False):
+    """Top-k (largest algebraic) Hessian eigenpairs of ``loss`` at ``params`` as `Eigenpairs` (flat vectors).
+
+    method: "dense" (eigh of the full Hessian: n HVPs, n^2 memory, O(n^3); default up to DENSE_LIMIT
+    parameters), "lobpcg" (default above; ``steps`` = iteration budget, default LOBPCG_STEPS; ``start`` = a
+    vector or an (n, c) block, e.g. the previous result's vectors: warm start; c > k adds guard vectors) or
+    "lanczos" (``steps`` HVPs, default max(3k, 30); ``start`` = a vector; as good cold, see benchmarks/README.md,
+    but its budget is fixed rather than driven by the residual). tol: relative residual tolerance
+    (`default_tol`). strict=True raises `SolverBudgetError` when not converged (inside jit: an equinox runtime
+    error with the tolerance and budget; check ``result.converged`` or call `require_converged` outside jit).
+    """
+    E, flat, _ = flat_loss(loss, params)
+    n = flat.size
+    method = method or ("dense" if n <= DENSE_LIMIT else "lobpcg")
+    if method not in METHODS:
+        raise InputError(f"method must be one of {METHODS}, got {method!r}")
+    if k is not None and not 1 <= k <= n:
+        raise InputError(f"k must satisfy 1 <= k <= n = {n} (the number of parameters), got {k}")
+    tol = default_tol(flat.dtype) if tol is None else tol
+    if steps is None:
+        steps = {"dense": 1, "lanczos": max(3 * (k or 1), 30), "lobpcg": LOBPCG_STEPS}[method]
+    matvec = lambda v: hvp(E)(flat, v)
+    if method == "dense":
+        H = hessian(E)(flat)
+        values, vectors = jnp.linalg.eigh(H)
+        values, vectors = values[::-1], vectors[:, ::-1]
+        residuals = jnp.linalg.norm(H @ vectors - vectors * values, axis=0)
+        result = _result(values, vectors, residuals, jnp.max(jnp.abs(values)), tol, n, 1, 1, k)
+    elif method == "lanczos":
+        start = jax.random.normal(jax.random.PRNGKey(0), flat.shape, flat.dtype) if start is None else start
+        if jnp.shape(start) != flat.shape:
+            raise InputError(f"the Lanczos start must be a vector of shape {flat.shape}, got {jnp.shape(start)}")
+        result = lanczos(matvec, start, steps, k, tol)
+    else:
+        if start is not None and (jnp.ndim(start) not in (1, 2) or jnp.shape(start)[0] != n):
+            raise InputError(f"the LOBPCG start must be a vector ({n},) or a block ({n}, c), got {jnp.shape(start)}")
+        X0 = _start_block(start, n, k or 1, flat.dtype)
+        result = lobpcg(matvec, X0, k, tol, steps)
+    if not strict:
+        return result
+    if isinstance(result.converged, jax.core.Tracer):
+        message = (f"{method} eigensolver did not converge: a residual exceeds the tolerance {tol:g} (relative) "
+                   f"within the budget of {steps} steps; raise steps, use a larger block or a warm start")
+        return eqx.error_if(result, ~result.converged, message)
+    return require_converged(result, f"{method} eigensolver (k = {k}, n = {n})")
 
 
 def hessian_eigenpairs(E, flat, k, method="lanczos", steps=None, start=None):
     """Top-k (largest algebraic) Hessian eigenpairs of E at the flat point ``flat``: (values desc, vectors (n, k)).
 
-    method="dense": eigh of the full Hessian (n HVPs + O(n^3)); method="lanczos": ``steps`` HVPs (default
-    max(3k, 30)) from ``start`` (default a fixed Gaussian vector, key 0). Returns all computed values when k is None.
+    method="dense": eigh of the full Hessian (n HVPs + O(n^3)); "lanczos": ``steps`` HVPs (default max(3k, 30))
+    from ``start`` (default a fixed Gaussian vector, key 0); "lobpcg": see `lobpcg` (``start`` a vector or a
+    block). Returns all computed values when k is None (dense, lanczos). `eigenpairs` also returns residuals,
+    HVP counts and a converged flag.
     """
-    if method == "dense":
-        values, vectors = jnp.linalg.eigh(hessian(E)(flat))
-    elif method == "lanczos":
-        start = jax.random.normal(jax.random.PRNGKey(0), flat.shape, flat.dtype) if start is None else start
-        steps = max(3 * (k or 1), 30) if steps is None else steps
-        values, vectors = lanczos(lambda v: hvp(E)(flat, v), start, steps)
-    else:
-        raise ValueError(f"method must be 'dense' or 'lanczos', got {method!r}")
-    return values[::-1][:k], vectors[:, ::-1][:, :k]
+    result = eigenpairs(E, flat, k, method, start, steps)
+    return result.values, result.vectors
 
 
 def top_eigenpairs(loss, params, k, steps=None, start=None):
     """Top-k (largest algebraic) Hessian eigenpairs of a loss of a pytree by Lanczos on HVPs:
     (values desc, vectors (n, k)); see `hessian_eigenpairs`."""
-    E, flat, _ = flat_loss(loss, params)
-    return hessian_eigenpairs(E, flat, k, "lanczos", steps, start)
+    result = eigenpairs(loss, params, k, "lanczos", start, steps)
+    return result.values, result.vectors
 
 
-def sharpness(loss, params, method=None, steps=40):
+def sharpness(loss, params, method=None, steps=None):
     """S(theta) = lambda_max(Hessian of ``loss`` at ``params``), the largest algebraic eigenvalue.
 
-    method="dense" (eigh of the full Hessian; default up to DENSE_LIMIT parameters) or "lanczos"
-    (``steps`` HVPs; measured on tanh MLPs: machine precision at 1e3-1e4 parameters with 20 steps, but 8.7e-7 at
-    1e5 parameters with 20 steps and machine precision with 40, the default).
+    method="dense" (eigh of the full Hessian; default up to DENSE_LIMIT parameters), "lanczos" (``steps`` HVPs;
+    measured on tanh MLPs: machine precision at 1e3-1e4 parameters with 20 steps, but 8.7e-7 at 1e5 parameters
+    with 20 steps and machine precision with 40, the default) or "lobpcg" (``steps`` = iteration budget, default
+    LOBPCG_STEPS; stops at relative residual `default_tol`).
+    To check what an iterative solve reached, call `eigenpairs(loss, params, 1, method)` and read its
+    ``residuals`` (the value lies within the residual of an eigenvalue of H) and ``converged``.
     """
     E, flat, _ = flat_loss(loss, params)
     method = method or ("dense" if flat.size <= DENSE_LIMIT else "lanczos")
     if method == "dense":
         return jnp.linalg.eigvalsh(hessian(E)(flat))[-1]
-    return hessian_eigenpairs(E, flat, 1, method, steps)[0][0]
+    if steps is None and method == "lanczos":
+        steps = 40
+    return eigenpairs(E, flat, 1, method, steps=steps).values[0]
