@@ -36,7 +36,8 @@ class Eigenpairs(NamedTuple):
     values (k,) descending (largest algebraic first); vectors (n, k) orthonormal columns; residuals (k,)
     ||H v_i - lambda_i v_i||_2 (Lanczos: the estimate |beta_m s_mi|, exact in exact arithmetic); tolerance: the
     absolute residual bound tol * rho; hvps: Hessian-vector products used; iterations and max_iterations (the
-    budget; Lanczos: steps); converged: all k residuals <= tolerance.
+    budget; Lanczos: steps); converged: all k residuals <= tolerance; block: every vector the solver computed,
+    guard vectors included (n, c) -- the warm start for the next solve along a trajectory.
     """
 
     values: jax.Array
@@ -47,6 +48,7 @@ class Eigenpairs(NamedTuple):
     iterations: jax.Array
     max_iterations: jax.Array
     converged: jax.Array
+    block: jax.Array
 
 
 def default_tol(dtype):
@@ -56,12 +58,13 @@ def default_tol(dtype):
 
 def _result(values, vectors, residuals, rho, tol, hvps, iterations, max_iterations, k=None):
     """`Eigenpairs` of the first k pairs (all when k is None), converged when their residuals are <= tol * rho."""
+    block = vectors
     values, vectors, residuals = values[:k], vectors[:, :k], residuals[:k]
     tolerance = tol * rho
     converged = jnp.all(residuals <= tolerance)
     as_int = lambda x: jnp.asarray(x, jnp.int32)
     return Eigenpairs(values, vectors, residuals, tolerance, as_int(hvps), as_int(iterations),
-                      as_int(max_iterations), converged)
+                      as_int(max_iterations), converged, block)
 
 
 def flat_loss(loss, params):

@@ -2,6 +2,7 @@
 
 from .barrett2021_igr import BarrettDherin2021
 from .cohen2021_eos import Cohen2021
+from .cohen2025_central_flow import Cohen2025
 from .damian2023_self_stabilization import Damian2023
 from .dherin2023_continual import Dherin2023
 from .dherin2024_corridors import DherinRosca2024
@@ -28,7 +29,7 @@ THEOREMS = {t.id: t for t in (
     # issue 4: implicit bias of linear and homogeneous networks
     Gunasekar2018(), Yun2021(), Woodworth2020(), LyuLi2020(), Nacson2019Depth(), Gunasekar2017(),
     # issue 5: edge of stability
-    Cohen2021(), Kreisler2023(), Damian2023(), RegisChewi2026(),
+    Cohen2021(), Kreisler2023(), Damian2023(), Cohen2025(), RegisChewi2026(),
 )}
 
 

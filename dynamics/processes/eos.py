@@ -14,7 +14,7 @@ from jax.flatten_util import ravel_pytree
 
 from ..derivatives import gradient, third
 from ..errors import InputError
-from ..spectrum import hessian_eigenpairs
+from ..spectrum import eigenpairs
 from .base import AbstractDiscrete, AbstractFlow, positive_lr
 
 
@@ -84,10 +84,14 @@ class CentralFlow(AbstractDiscrete):
     Per substep at w: top-k Hessian eigenpairs (Lambda, V); critical set lambda_i > threshold/eta; the gradients
     D_ij = grad_w(v_i^T H v_j) = T[v_i, v_j]; A = (2/eta) I - Lambda - dt D.(-eta g) and B[X]_ij =
     dt (eta/2) sum_kl <D_ij, D_kl> X_kl on the critical block; X = SDCP(A, B); then
-    w <- w + dt (-eta g - (eta/2) sum_ij X_ij D_ij). Sigma = V X V^T. Cost per substep: the eigensolve
-    (dense: n HVPs + eigh; lanczos: ``lanczos_steps`` HVPs) + k^2 third-derivative products + the k x k solve.
-    GD iterate k sits at tau = k (``time_unit = "step"``); the state is (w, leading eigenvector) so the Lanczos
-    start is warm.
+    w <- w + dt (-eta g - (eta/2) sum_ij X_ij D_ij). Sigma = V X V^T.
+
+    Eigensolver (``method``): "lobpcg" tracks the top-k eigenvectors (plus ``guard`` guard vectors) as a subspace,
+    warm-started from the previous substep's block, to relative residual ``tol`` within ``max_iterations``;
+    "lanczos" runs ``lanczos_steps`` HVPs from the previous top eigenvector; "dense" takes eigh of the full Hessian
+    (n HVPs). Cost per substep: the eigensolve + 1 gradient + k(k+1)/2 third-derivative products (each ~2 HVPs) +
+    the k x k SDCP. State: (w, eigenvector block, HVPs used so far) -- the count covers the eigensolver only.
+    GD iterate k sits at tau = k (``time_unit = "step"``).
     """
 
     loss: callable
@@ -97,51 +101,67 @@ class CentralFlow(AbstractDiscrete):
     substeps: int = eqx.field(static=True)
     method: str = eqx.field(static=True)
     lanczos_steps: int = eqx.field(static=True)
+    guard: int = eqx.field(static=True)
+    tol: float = eqx.field(static=True)
+    max_iterations: int = eqx.field(static=True)
     time_unit = "step"
 
-    def __init__(self, loss, lr, k=3, threshold=1.95, substeps=4, method="dense", lanczos_steps=30):
-        if method not in ("dense", "lanczos"):
-            raise InputError(f"method must be 'dense' or 'lanczos', got {method!r}")
+    def __init__(self, loss, lr, k=3, threshold=1.95, substeps=4, method="dense", lanczos_steps=30, guard=2,
+                 tol=1e-9, max_iterations=50):
+        if method not in ("dense", "lanczos", "lobpcg"):
+            raise InputError(f"method must be 'dense', 'lanczos' or 'lobpcg', got {method!r}")
+        if int(k) < 1 or int(substeps) < 1 or int(guard) < 0:
+            raise InputError(f"need k >= 1, substeps >= 1 and guard >= 0, got {k}, {substeps}, {guard}")
         self.loss, self.lr = loss, positive_lr(lr)
         self.k, self.threshold, self.substeps = int(k), float(threshold), int(substeps)
         self.method, self.lanczos_steps = method, int(lanczos_steps)
+        self.guard, self.tol, self.max_iterations = int(guard), float(tol), int(max_iterations)
 
     def _flat(self, w):
         flat, unravel = ravel_pytree(w)
         return flat, unravel, (lambda v: self.loss(unravel(v)))
 
+    def _eigen(self, E, flat, start, method=None):
+        """Top-k eigenpairs at flat: (values, vectors (n, k), the block to warm-start the next solve, HVPs)."""
+        method = method or self.method
+        steps = {"dense": None, "lanczos": self.lanczos_steps, "lobpcg": self.max_iterations}[method]
+        start = start[:, 0] if method == "lanczos" and start is not None else start
+        result = eigenpairs(E, flat, self.k, method, start, steps, self.tol)
+        block = result.block if method == "lobpcg" else result.vectors
+        return result.values, result.vectors, block, result.hvps
+
     def analyse(self, w, start=None):
         """(X, V, lambda, critical mask, D (k, k, n), g) at w for one substep dt = 1/substeps."""
+        return self._analyse(w, start)[:6]
+
+    def _analyse(self, w, start, method=None):
         flat, _, E = self._flat(w)
         eta, dt = self.lr, 1.0 / self.substeps
-        lam, V = hessian_eigenpairs(E, flat, self.k, self.method, self.lanczos_steps, start)
+        lam, V, block, hvps = self._eigen(E, flat, start, method)
         critical = lam > self.threshold / eta
         g = gradient(E)(flat)
-        pair = lambda a, b: third(E)(flat, a, b)
-        D = jax.vmap(lambda a: jax.vmap(lambda b: pair(a, b))(V.T))(V.T)  # (k, k, n)
+        rows, cols = jnp.triu_indices(self.k)
+        upper = jax.vmap(lambda a, b: third(E)(flat, a, b))(V.T[rows], V.T[cols])   # k(k+1)/2 products
+        D = jnp.zeros((self.k, self.k, flat.size), flat.dtype).at[rows, cols].set(upper).at[cols, rows].set(upper)
         A = (2.0 / eta) * jnp.eye(self.k) - jnp.diag(lam) - dt * (D @ (-eta * g))
         flatD = D.reshape(self.k * self.k, -1)
         gram = dt * (eta / 2.0) * flatD @ flatD.T
         X = solve_sdcp(A, gram, critical)
-        return X, V, lam, critical, D, g
-
-    def velocity(self, w, start=None):
-        X, V, lam, critical, D, g = self.analyse(w, start)
-        flat, unravel, _ = self._flat(w)
-        return -self.lr * (g + 0.5 * jnp.einsum("ij,ijn->n", X, D)), V[:, 0]
+        return X, V, lam, critical, D, g, block, hvps
 
     def init(self, w0, k0=0):
         flat, _, _ = self._flat(w0)
-        return w0, jax.random.normal(jax.random.PRNGKey(0), flat.shape, flat.dtype)
+        columns = self.k + (self.guard if self.method == "lobpcg" else 0)
+        block = jax.random.normal(jax.random.PRNGKey(0), (flat.size, columns), flat.dtype)
+        return w0, block, jnp.zeros((), jnp.int64)
 
     def step(self, state, k):
         def substep(i, carry):
-            w, start = carry
+            w, block, hvps = carry
             flat, unravel, _ = self._flat(w)
-            v, top = self.velocity(w, start)
-            # warm start: the last top eigenvector plus a fixed perturbation (a pure eigenvector would end Lanczos)
-            kick = jax.random.normal(jax.random.PRNGKey(1), top.shape, top.dtype) / jnp.sqrt(top.size)
-            return unravel(flat + v / self.substeps), top + 0.1 * kick
+            X, V, lam, critical, D, g, block, used = self._analyse(w, block)
+            velocity = -self.lr * (g + 0.5 * jnp.einsum("ij,ijn->n", X, D))
+            return unravel(flat + velocity / self.substeps), block, hvps + used
 
         return jax.lax.fori_loop(0, self.substeps, substep, state)
 
@@ -150,8 +170,9 @@ class CentralFlow(AbstractDiscrete):
 
     def predictions(self, w):
         """Central-flow predictions at w: predicted time-averaged GD loss L + (1/2)<Sigma, H> = L + (1/2) sum_i X_ii lambda_i,
-        the covariance Sigma = V X V^T (n x n) and X itself."""
-        X, V, lam, _, _, _ = self.analyse(w)
+        the covariance Sigma = V X V^T (n x n) and X itself. The eigenpairs come from a cold, tolerance-driven
+        LOBPCG solve (``tol``; dense when the flow's method is dense), whatever the flow's own method."""
+        X, V, lam, _, _, _, _, _ = self._analyse(w, None, "dense" if self.method == "dense" else "lobpcg")
         return {"predicted_loss": self.loss(w) + 0.5 * jnp.sum(jnp.diag(X) * lam), "X": X, "Sigma": V @ X @ V.T,
                 "eta_lambda": self.lr * lam}
 
