@@ -118,3 +118,25 @@ def test_eos_metrics_midpoints_distances_and_loss_oscillation():
     expected = [np.linalg.eigvalsh(np.diag(np.asarray(a)) + np.diag([3 * r[0] ** 2, 0, 0]))[-1] for r in rows]
     np.testing.assert_allclose(sharpness_along(loss, rows, "dense"), expected, rtol=1e-13)
     np.testing.assert_allclose(sharpness_along(loss, rows, "lanczos", 3), expected, rtol=1e-12)
+
+
+def test_gd_blowing_up_on_an_mlp_reports_the_step():
+    """eta far beyond 2/S: GD overflows; simulate names the first non-finite iterate, found independently here by a
+    plain step-by-step loop."""
+    params = mlp_init(jax.random.PRNGKey(0), (3, 8, 1))
+    X = jax.random.normal(jax.random.PRNGKey(1), (16, 3))
+    loss = mlp_loss(X, X[:, 0] ** 2, "relu")
+    flat, unravel = ravel_pytree(params)
+    E = lambda v: loss(unravel(v))
+    eta = 60.0 / float(dy.sharpness(E, flat))
+    grad = jax.jit(jax.grad(E))
+    w, first = flat, None
+    for k in range(1, 400):
+        w = w - eta * grad(w)
+        if not np.all(np.isfinite(np.asarray(w))):
+            first = k
+            break
+    assert first is not None
+    with pytest.raises(dy.DivergenceError, match=f"iterate {first} ") as info:
+        dy.simulate(dy.GradientDescent(E, eta), flat, eta * np.array([0.0, 200.0, 400.0]))
+    assert info.value.step == first
