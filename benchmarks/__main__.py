@@ -1,5 +1,6 @@
 """``python -m benchmarks``: GD throughput, GD vs log-time GF gradient counts, principal flow vs Euler and
-the cost per field evaluation of every flow (see README.md for times)."""
+the cost per field evaluation of every flow, and the central flow's SDCP in JAX vs a host callback (see README.md for
+times)."""
 
 import os
 
@@ -10,7 +11,7 @@ import time  # noqa: E402
 
 import jax  # noqa: E402
 
-from . import gd_throughput, gf_vs_gd, linear_networks, principal_flow, sharpness  # noqa: E402
+from . import central_flow_sdcp, gd_throughput, gf_vs_gd, linear_networks, principal_flow, sharpness  # noqa: E402
 
 
 def main():
@@ -23,6 +24,7 @@ def main():
     principal_flow.report()
     linear_networks.report()
     sharpness.report()
+    central_flow_sdcp.report()
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 

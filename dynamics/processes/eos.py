@@ -146,8 +146,12 @@ class CentralFlow(AbstractDiscrete):
         A = (2.0 / eta) * jnp.eye(self.k) - jnp.diag(lam) - dt * (D @ (-eta * g))
         flatD = D.reshape(self.k * self.k, -1)
         gram = dt * (eta / 2.0) * flatD @ flatD.T
-        X = solve_sdcp(A, gram, critical)
+        X = self._sdcp(A, gram, critical)
         return X, V, lam, critical, D, g, block, hvps
+
+    def _sdcp(self, A, gram, mask):
+        """The substep's complementarity problem (`solve_sdcp`, in JAX); a subclass may swap the solver."""
+        return solve_sdcp(A, gram, mask)
 
     def init(self, w0, k0=0):
         flat, _, _ = self._flat(w0)
