@@ -6,6 +6,7 @@ from .cohen2025_central_flow import Cohen2025
 from .damian2023_self_stabilization import Damian2023
 from .dherin2023_continual import Dherin2023
 from .dherin2024_corridors import DherinRosca2024
+from .eos_comparison import EosModelComparison
 from .gunasekar2017_factorization import Gunasekar2017
 from .gunasekar2018_linear_conv import Gunasekar2018
 from .kreisler2023_gfs import Kreisler2023
@@ -29,7 +30,7 @@ THEOREMS = {t.id: t for t in (
     # issue 4: implicit bias of linear and homogeneous networks
     Gunasekar2018(), Yun2021(), Woodworth2020(), LyuLi2020(), Nacson2019Depth(), Gunasekar2017(),
     # issue 5: edge of stability
-    Cohen2021(), Kreisler2023(), Damian2023(), Cohen2025(), RegisChewi2026(),
+    Cohen2021(), Kreisler2023(), Damian2023(), Cohen2025(), RegisChewi2026(), EosModelComparison(),
 )}
 
 
