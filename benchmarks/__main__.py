@@ -1,6 +1,6 @@
 """``python -m benchmarks``: GD throughput, GD vs log-time GF gradient counts, principal flow vs Euler and
-the cost per field evaluation of every flow, and the central flow's SDCP in JAX vs a host callback (see README.md for
-times)."""
+the cost per field evaluation of every flow, the central flow's SDCP in JAX vs a host callback, and interactive
+latency (first vs later calls, default eigensolver vs dense) (see README.md for times)."""
 
 import os
 
@@ -11,7 +11,8 @@ import time  # noqa: E402
 
 import jax  # noqa: E402
 
-from . import central_flow_sdcp, gd_throughput, gf_vs_gd, linear_networks, principal_flow, sharpness  # noqa: E402
+from . import (central_flow_sdcp, gd_throughput, gf_vs_gd, interactive, linear_networks, principal_flow,  # noqa: E402
+               sharpness)
 
 
 def main():
@@ -25,6 +26,7 @@ def main():
     linear_networks.report()
     sharpness.report()
     central_flow_sdcp.report()
+    interactive.report()
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 

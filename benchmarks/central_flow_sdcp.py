@@ -1,5 +1,5 @@
 """The central flow's SDCP solved in JAX (`solve_sdcp`) against a host-side QP called through `jax.pure_callback`,
-which is how the authors' code calls cvxpy every substep (flows.md 10).
+which is how the authors' code calls cvxpy every substep (docs/flows.md section 10).
 
 Problem: the CPU MLP of `theorems.cohen2021_eos` (433 parameters, eta = 0.1) and the central flow of
 `theorems.cohen2025_central_flow` at its quick budget (k = 3, warm Lanczos with 15 HVPs, 4 Euler substeps), run by

@@ -7,7 +7,7 @@ bound 2/(beta sigma_max^2), beta = 1/4), 1e5 steps. Methods:
   numpy loop       w <- w + lr Z^T sigmoid(-Z w), hand-written, one Python iteration per step
   jit step loop    one jax.jit-ted GradientDescent.step dispatched per Python iteration
   simulate         dynamics.simulate(GradientDescent(loss, lr), w0, [steps lr]) (compiled loop)
-  bare lax.scan        jit(lax.scan) of the hand-written step (the perf-baselines reference)
+  bare lax.scan        jit(lax.scan) of the hand-written step (the baseline measurements' reference)
   bare fori(GD.step)   jit(lax.fori_loop) of GradientDescent.step: simulate's step without its
                        segment/divergence machinery. simulate / fori isolates simulate's own
                        overhead; fori / scan the cost of the log-space step (weights

@@ -1,6 +1,6 @@
 """Gradients to reach the Soudry et al. limit: GD against log-time gradient flow.
 
-Residual r = ||w - w_hat log t - w_tilde|| (theory/implicit-bias.md section 2, check S2), with
+Residual r = ||w - w_hat log t - w_tilde|| (docs/implicit-bias.md section 2, check S2), with
 w_hat, w_tilde from `dynamics.max_margin` and `dynamics.separable_asymptotics` (sum loss,
 physical time t; GD iterate k sits at t = k lr). Targets are those of S2:
 
@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import dynamics as dyn
-from dynamics.predictions import fit_line, gd_step_bound, require_step_below
+from dynamics.measure import fit_line
+from dynamics.predictions import gd_step_bound, require_step_below
 
 from .common import separable_gaussian, si, table, time_calls, timed_call
 

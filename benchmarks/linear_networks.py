@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import dynamics as dyn
-from dynamics.networks import DiagonalNetwork, classification_loss, regression_loss
-from dynamics.predictions import predictor_kkt
+from dynamics.models.networks import DiagonalNetwork, classification_loss, regression_loss
+from dynamics.measure import predictor_kkt
 from dynamics.sweeps import simulate_sweep
 
 from .common import si, table, time_calls

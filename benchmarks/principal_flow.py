@@ -1,6 +1,6 @@
 """Principal flow against GD, and the cost of one vector-field evaluation of every continuous model.
 
-Table 1 (flows.md 2.5, the released-code problem [code: deepmind/discretisation_drift
+Table 1 (docs/flows.md section 2.5, the released-code problem [code: deepmind/discretisation_drift
 PF_exact_GD_*.ipynb]): E = x^T A x, A = diag(1, 0.01) (Hessian diag(2, 0.02)), theta0 = (-0.35, -0.2),
 h = 0.9 (h lambda_1 = 1.8: period-2 oscillation, 200 GD steps, t = 180) and h = 1.05 (h lambda_1 = 2.1:
 divergence, 5 steps). The complex PF solution equals GD at t = k h exactly, so a solver's error is

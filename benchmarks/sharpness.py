@@ -1,17 +1,17 @@
 """Top Hessian eigenvalue S = lambda_max(H) of a tanh MLP: Lanczos, LOBPCG (cold and warm-started along a GD
-trajectory) and dense eigh from `dynamics.spectrum`, against ARPACK.
+trajectory) and dense eigh from `dynamics.linalg`, against ARPACK.
 
-Model (perf-baselines.md section 4): f = MLP 16 -> h -> h -> 1 (tanh, LeCun-normal init, zero biases, key 0),
+Model (the project's pre-existing sharpness baseline, quoted in benchmarks/README.md section 6): f = MLP 16 -> h -> h -> 1 (tanh, LeCun-normal init, zero biases, key 0),
 E(theta) = mean_i (f(x_i) - y_i)^2 over N = 512 inputs x_i ~ N(0, I_16), y_i ~ N(0, 1), float64;
 p = h^2 + 19 h + 1 parameters: 1,033 / 1,981 / 9,811 / 100,083 at h = 24 / 36 / 90 / 307.
 
 Table 1, at init. `dynamics.sharpness(E, params, method="lanczos", steps=m)` for m = 20, 40 (m HVPs, full
-reorthogonalization); `dynamics.spectrum.eigenpairs(E, params, 1, "lobpcg", start=X0)` from a fixed Gaussian vector
+reorthogonalization); `dynamics.linalg.eigenpairs(E, params, 1, "lobpcg", start=X0)` from a fixed Gaussian vector
 (cold; stops at residual ||H v - lambda v|| <= 1e-8 rho, its HVP count is read from the result); method="dense"
 (jacfwd Hessian, p HVPs batched, + eigvalsh) at p <= DENSE_MAX only: the dense Hessian is 8 p^2 bytes (0.77 GB and
-80 GB at the two largest sizes) and eigh is O(p^3) (perf-baselines: 108 s at p ~ 1e4). Each is jitted with the
+80 GB at the two largest sizes) and eigh is O(p^3) (108 s at p ~ 1e4 in the baseline measurements). Each is jitted with the
 params as the argument. Reference: scipy.sparse.linalg.eigsh(which="LA", tol=0: machine precision) on a
-LinearOperator whose matvec is the jitted HVP `dynamics.hvp(E)`, independent of `dynamics.spectrum`; its matvecs
+LinearOperator whose matvec is the jitted HVP `dynamics.hvp(E)`, independent of `dynamics.linalg`; its matvecs
 are counted. Wall = median of REPEATS warm calls (interleaved; dense: 1 call, it is 1e2-1e3x slower), compile
 excluded.
 
@@ -33,20 +33,20 @@ import scipy.sparse.linalg as sla  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
 
 import dynamics as dyn  # noqa: E402
-from dynamics.mlp import mlp_init, mlp_loss  # noqa: E402
-from dynamics.spectrum import eigenpairs  # noqa: E402
+from dynamics.models.mlp import mlp_init, mlp_loss  # noqa: E402
+from dynamics.measure import eigenpairs  # noqa: E402
 
 from .common import table, time_calls, timed_call  # noqa: E402
 
 D_IN, N_SAMPLES = 16, 512
 WIDTHS = (24, 36, 90, 307)
 LANCZOS_STEPS = (20, 40)
-#: dense eigh only up to this many parameters (= dynamics.spectrum.DENSE_LIMIT).
+#: dense eigh only up to this many parameters in this benchmark (its O(n^3) cost).
 DENSE_MAX = 2000
 REPEATS = 3
 #: GD iterates w_0 .. w_{TRAJECTORY-1} for the warm-start comparison.
 TRAJECTORY = 5
-#: perf-baselines.md section 4, Lanczos m = 20 (warm wall seconds) at the widths it measured.
+#: the baseline measurements (benchmarks/README.md), Lanczos m = 20 (warm wall seconds) at the widths it measured.
 BASELINE_M20_S = {24: 6.5e-3, 90: 60e-3, 307: 0.67}
 
 
@@ -147,7 +147,7 @@ def report():
                      f"eigsh / LOBPCG cold = {wall['eigsh (ARPACK, LA)'] / wall['lobpcg cold']:.2f}x, "
                      f"eigsh / Lanczos m=20 = {wall['eigsh (ARPACK, LA)'] / wall['lanczos m=20']:.2f}x")
     print(f"\nSharpness lambda_max(H) of a tanh MLP {D_IN}->h->h->1, N = {N_SAMPLES}, MSE, float64, at init: "
-          f"dynamics.spectrum vs ARPACK eigsh on the jitted HVP (wall = median of {REPEATS} warm calls, dense: 1)")
+          f"dynamics.linalg vs ARPACK eigsh on the jitted HVP (wall = median of {REPEATS} warm calls, dense: 1)")
     print(table(["size", "method", "HVPs", "HVPs/p", "wall ms", "dense/this wall", "compile s", "warm compiles",
                  "lambda_max", "rel err vs eigsh", "baseline ms"], rows))
     for line in notes:

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from . import kernel
 from .errors import DivergenceError, InputError
 from .processes.base import AbstractDiscrete, AbstractFlow
-from .simulate import _check_times, _identity_observe, _run_discrete, _run_flow, _split_complex
 from .trajectory import Trajectory
 
 
@@ -24,13 +24,14 @@ def shard_batch(batch):
 
 
 @eqx.filter_jit
-def _sweep_discrete(make, batch, steps, observe):
+def _sweep_discrete(make, batch, steps, times, observe):
     """One compiled, vmapped run per call signature: ``make`` and ``observe`` are static (reuse the same
     function objects to hit the cache)."""
 
     def one(b):
         process, y0 = make(b)
-        return _run_discrete(process, y0, steps, observe)
+        saved, diverged_at, _ = kernel.run_discrete(process, y0, steps, times, observe)
+        return saved, diverged_at
 
     return jax.vmap(one)(batch)
 
@@ -41,8 +42,8 @@ def _sweep_flow(make, batch, grid, observe, log_time, solver, rtol, atol, max_st
 
     def one(b):
         process, y0 = make(b)
-        y0, mask = _split_complex(y0)
-        ys, result, _ = _run_flow(process, y0, mask, grid, observe, log_time, solver, rtol, atol, max_steps, dt0,
+        y0, mask = kernel.split_complex(y0)
+        ys, result, _ = kernel.run_flow(process, y0, mask, grid, observe, log_time, solver, rtol, atol, max_steps, dt0,
                                   pcoeff, icoeff)
         return ys, result == diffrax.RESULTS.successful
 
@@ -62,27 +63,29 @@ def simulate_sweep(make, batch, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_
     """
     import diffrax
 
-    ts = _check_times(ts)
-    observe = _identity_observe if observe is None else observe
+    ts = kernel.check_times(ts)
+    observe = kernel.identity_observe if observe is None else observe
     batch = shard_batch(jax.tree_util.tree_map(jnp.asarray, batch))
     probe, _ = make(jax.tree_util.tree_map(lambda leaf: leaf[0], batch))
     if isinstance(probe, AbstractDiscrete):
-        lrs = np.asarray(jax.vmap(lambda b: make(b)[0].lr)(batch))
-        if not np.allclose(lrs, lrs.flat[0], rtol=0, atol=0):
-            raise InputError("simulate_sweep over a discrete method needs one learning rate for all lanes (the "
-                             f"step grid is shared); got {np.unique(lrs)[:5]}")
-        steps = jnp.asarray(np.rint(ts / float(probe.step_time)).astype(np.int64))
-        ys, diverged_at = _sweep_discrete(make, batch, steps, observe)
+        if probe.time_unit != "step":
+            lrs = np.asarray(jax.vmap(lambda b: make(b)[0].lr)(batch))
+            if not np.allclose(lrs, lrs.flat[0], rtol=0, atol=0):
+                raise InputError("simulate_sweep over a discrete method needs one learning rate for all lanes (the "
+                                 f"step grid is shared); got {np.unique(lrs)[:5]}")
+        steps, times = kernel.iterate_grid(probe, ts)
+        ys, diverged_at = _sweep_discrete(make, batch, jnp.asarray(steps), jnp.asarray(times), observe)
         bad = np.flatnonzero(np.asarray(diverged_at) >= 0)
         if bad.size:
             raise DivergenceError(f"sweep lanes {bad.tolist()} diverged (first non-finite iterates "
                                   f"{np.asarray(diverged_at)[bad].tolist()})")
-        ts = np.asarray(steps) * float(probe.step_time)
+        ts = times
     elif isinstance(probe, AbstractFlow):
         solver = diffrax.Tsit5() if solver is None else solver
         grid = jnp.asarray(np.log1p(ts) if log_time else ts)
-        ys, succeeded = _sweep_flow(make, batch, grid, observe, log_time, solver, jnp.asarray(rtol),
-                                    jnp.asarray(atol), max_steps, dt0, pcoeff, icoeff)
+        options = kernel.flow_options(rtol, atol, dt0, pcoeff, icoeff)
+        ys, succeeded = _sweep_flow(make, batch, grid, observe, log_time, solver, options["rtol"], options["atol"],
+                                    max_steps, options["dt0"], options["pcoeff"], options["icoeff"])
         failed = np.flatnonzero(~np.asarray(succeeded))
         if failed.size:
             raise DivergenceError(f"sweep lanes {failed.tolist()} did not finish (solver failure or max_steps="

@@ -1,11 +1,18 @@
 """Shared data for the unit tests of `dynamics` (float64 is enabled by importing dynamics)."""
 
+import os
+import pathlib
+
 import numpy as np
 import pytest
 
-import dynamics  # noqa: F401  (enables jax_enable_x64 before any test builds an array)
+# Persistent compilation cache (dynamics.cache), read by `import dynamics` and inherited by subprocesses:
+# .cache/jax under the repository root unless DYNAMICS_CACHE_DIR is set (set it empty to turn the cache off).
+os.environ.setdefault("DYNAMICS_CACHE_DIR", str(pathlib.Path(__file__).resolve().parents[1] / ".cache" / "jax"))
 
-#: c_n of the axis-aligned reference data z_n = c_n e_n (theory/implicit-bias.md section 2, case 1).
+import dynamics  # noqa: E402,F401  (enables jax_enable_x64 before any test builds an array)
+
+#: c_n of the axis-aligned reference data z_n = c_n e_n (docs/implicit-bias.md section 2, case 1).
 AXIS_C = np.array([1.0, 2.0])
 
 

@@ -8,8 +8,9 @@ import scipy.optimize
 from jax.flatten_util import ravel_pytree
 
 import dynamics as dy
-from dynamics.mlp import (balanced_sharpness, gfs_point_scalar, gfs_sharpness_scalar, mlp_init, mlp_loss,
-                          require_stable_minimizer, scalar_network_loss)
+from dynamics.models.mlp import mlp_init, mlp_loss, scalar_network_loss
+from dynamics.predictions.gfs import (balanced_sharpness, gfs_point_scalar, gfs_sharpness_scalar,
+                                      require_stable_minimizer)
 from dynamics.processes.eos import CentralFlow, StableFlow, solve_sdcp
 
 
@@ -97,7 +98,7 @@ def test_mlp_loss_conventions():
 
 
 def test_eos_metrics_midpoints_distances_and_loss_oscillation():
-    from dynamics.eos_metrics import distance_to_gd, loss_oscillation, midpoints, sharpness_along
+    from dynamics.measure.eos import distance_to_gd, loss_oscillation, midpoints, sharpness_along
 
     W = np.arange(12.0).reshape(4, 3)
     np.testing.assert_array_equal(midpoints(W), (W[:-1] + W[1:]) / 2)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import dynamics as dy
-from dynamics.gfs import gfs_limit, gfs_point_scalar, gfs_sharpness, gfs_sharpness_batch, gfs_sharpness_scalar
-from dynamics.mlp import digits_dataset, mlp_init, mlp_loss, scalar_network_loss
+from dynamics.predictions.gfs import gfs_limit, gfs_point_scalar, gfs_sharpness, gfs_sharpness_batch, gfs_sharpness_scalar
+from dynamics.models.mlp import digits_dataset, mlp_init, mlp_loss, scalar_network_loss
 
 LOSS = scalar_network_loss(1.0)
 

@@ -96,7 +96,7 @@ def test_separable_asymptotics_axis_data(axis_data):
     np.testing.assert_allclose(asym.w_tilde, [0.0, np.log(2.0)], atol=1e-15)  # w_tilde_n = 2 log(c_n) / c_n
     C, G = _axis_constants(c, np.array([0.0, np.log(2.0)]))
     assert C == pytest.approx(0.8 * np.log(2.0), rel=1e-14)
-    assert G == pytest.approx(0.247988, abs=5e-7)  # the spec's printed value
+    assert G == pytest.approx(0.247988, abs=5e-7)  # docs/implicit-bias.md section 2, reference case 1
     assert asym.direction_constant == pytest.approx(C, rel=1e-12)
     assert asym.margin_constant == pytest.approx(G, rel=1e-12)
     assert asym.kappa == pytest.approx(1.0, rel=1e-12)  # eig(Z_S^T diag(alpha) Z_S) = 1, theta = inf

@@ -1,4 +1,4 @@
-"""BEA modified flows and modified losses against closed forms and dense derivatives (flows.md 1-3, 5, 6)."""
+"""BEA modified flows and modified losses against closed forms and dense derivatives (docs/flows.md section 1-3, 5, 6)."""
 
 import jax
 import jax.numpy as jnp

@@ -1,5 +1,5 @@
 """Linear networks (dynamics/networks.py) and their implicit-norm / KKT predictions against independent
-numpy computations, the spec's toy table, and refusals of bad input."""
+numpy computations, the toy table of docs/implicit-bias.md section 6, and refusals of bad input."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -7,10 +7,11 @@ import pytest
 
 import dynamics as dyn
 from dynamics.errors import InputError
-from dynamics.networks import (ConvolutionalNetwork, DeepLinear, DiagonalNetwork, ODeCoNetwork, TensorNetwork,
+from dynamics.models.networks import (ConvolutionalNetwork, DeepLinear, DiagonalNetwork, ODeCoNetwork, TensorNetwork,
                                require_odeco)
-from dynamics.predictions import (implicit_norm_minimizer, layer_alignment, min_l2_interpolant,
-                                  optimality_certificate, predictor_kkt, require_interpolant, woodworth_map)
+from dynamics.measure import layer_alignment, predictor_kkt
+from dynamics.predictions import (implicit_norm_minimizer, min_l2_interpolant, optimality_certificate,
+                                  require_interpolant, woodworth_map)
 
 
 def orthonormal(rng, rows, cols):
@@ -117,7 +118,7 @@ def test_require_interpolant_refuses_inconsistent_system():
 
 @pytest.mark.parametrize("depth, alpha, expected", [(2, 0.1, (0.06686, 0.46657)), (3, 0.3, (0.06916, 0.46542))])
 def test_implicit_norm_minimizer_reproduces_spec_toy_table(depth, alpha, expected):
-    """theory/implicit-bias.md: X = [1 2], y = 1, beta = w_+^D - w_-^D from alpha."""
+    """docs/implicit-bias.md: X = [1 2], y = 1, beta = w_+^D - w_-^D from alpha."""
     X, y = np.array([[1.0, 2.0]]), np.array([1.0])
     mirror = woodworth_map(alpha, depth, 2)
     sol = implicit_norm_minimizer(X, y, mirror)

@@ -192,7 +192,7 @@ def test_lanczos_and_sharpness_against_eigh(bottom):
     exact, vectors = np.linalg.eigh(A)
     exact, vectors = exact[::-1], vectors[:, ::-1]
     E, th = _quadratic(A), jnp.asarray(rng.normal(size=200))
-    (values, ritz), lanczos, dense = jax.jit(lambda x: (dy.spectrum.top_eigenpairs(E, x, 3),
+    (values, ritz), lanczos, dense = jax.jit(lambda x: (dy.measure.top_eigenpairs(E, x, 3),
                                                          dy.sharpness(E, x, method="lanczos"),
                                                          dy.sharpness(E, x, method="dense")))(th)
     np.testing.assert_allclose(values, exact[:3], rtol=1e-8)

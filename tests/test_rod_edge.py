@@ -29,9 +29,9 @@ def scalar_net_hessian(w):
     return np.outer(g, g) + (np.prod(w) - 1.0) * d2
 
 
-SCALAR_LOSS = dy.mlp.scalar_network_loss(1.0)
+SCALAR_LOSS = dy.models.mlp.scalar_network_loss(1.0)
 W0 = np.array([2.0, 0.5, 0.3])
-ETA = 2.6 / dy.mlp.gfs_sharpness_scalar(W0)
+ETA = 2.6 / dy.predictions.gfs_sharpness_scalar(W0)
 
 
 def assert_euler_step_is_gd(loss, grad, w0, eta, ks, tol=1e-12):

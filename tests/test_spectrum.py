@@ -1,4 +1,4 @@
-"""Hessian eigensolvers (dynamics.spectrum): LOBPCG and Lanczos against numpy/scipy eigh on random symmetric matrices
+"""Hessian eigensolvers (dynamics.linalg): LOBPCG and Lanczos against numpy/scipy eigh on random symmetric matrices
 and on an MLP Hessian (jax.hessian + numpy eigh as the oracle), tiny n, largest *algebraic* eigenvalues, warm starts
 along a GD trajectory, and non-convergence reported with what was reached. Every solve is jitted (one compilation
 each; eager calls would compile op by op)."""
@@ -12,8 +12,9 @@ from jax.flatten_util import ravel_pytree
 
 import dynamics as dy
 from dynamics.errors import InputError, SolverBudgetError
-from dynamics.mlp import mlp_init, mlp_loss
-from dynamics.spectrum import eigenpairs, hessian_eigenpairs, lanczos, lobpcg, require_converged
+from dynamics.models.mlp import mlp_init, mlp_loss
+from dynamics.linalg import hessian_eigenpairs, lanczos, lobpcg, require_converged
+from dynamics.measure import eigenpairs
 
 
 def _with_spectrum(eigenvalues, seed):

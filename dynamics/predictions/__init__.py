@@ -1,11 +1,20 @@
-"""What theory predicts, computed independently of the runs."""
+"""What theory predicts, computed without running the process: closed forms, convex programs, limits."""
 
 from .asymptotics import SeparableAsymptotics as SeparableAsymptotics
 from .asymptotics import separable_asymptotics as separable_asymptotics
-from .geometry import angle as angle
-from .geometry import direction_error as direction_error
-from .geometry import margins as margins
-from .geometry import normalized_margin as normalized_margin
+from .factorization import entropic_map as entropic_map
+from .factorization import entropic_sensing_limit as entropic_sensing_limit
+from .factorization import min_trace_diagonal as min_trace_diagonal
+from .factorization import singular_value_velocity as singular_value_velocity
+from .gfs import GFSLimit as GFSLimit
+from .gfs import GFSPath as GFSPath
+from .gfs import balanced_sharpness as balanced_sharpness
+from .gfs import gfs_limit as gfs_limit
+from .gfs import gfs_point_scalar as gfs_point_scalar
+from .gfs import gfs_sharpness as gfs_sharpness
+from .gfs import gfs_sharpness_batch as gfs_sharpness_batch
+from .gfs import gfs_sharpness_scalar as gfs_sharpness_scalar
+from .gfs import require_stable_minimizer as require_stable_minimizer
 from .implicit_norms import ImplicitNormSolution as ImplicitNormSolution
 from .implicit_norms import MirrorMap as MirrorMap
 from .implicit_norms import azulay_kappa as azulay_kappa
@@ -17,11 +26,6 @@ from .implicit_norms import min_l2_interpolant as min_l2_interpolant
 from .implicit_norms import optimality_certificate as optimality_certificate
 from .implicit_norms import require_interpolant as require_interpolant
 from .implicit_norms import woodworth_map as woodworth_map
-from .kkt import layer_alignment as layer_alignment
-from .kkt import normalized_margin_homogeneous as normalized_margin_homogeneous
-from .kkt import parameter_kkt as parameter_kkt
-from .kkt import predictor_kkt as predictor_kkt
-from .kkt import smoothed_margin as smoothed_margin
 from .l1_margin import DFTL1MaxMarginSolution as DFTL1MaxMarginSolution
 from .l1_margin import L1InterpolantCertificate as L1InterpolantCertificate
 from .l1_margin import L1MaxMarginSolution as L1MaxMarginSolution
@@ -36,9 +40,5 @@ from .max_margin import MaxMarginSolution as MaxMarginSolution
 from .max_margin import max_margin as max_margin
 from .max_margin import require_separable as require_separable
 from .max_margin import separability_certificate as separability_certificate
-from .rates import LinearFit as LinearFit
-from .rates import extrapolate_inverse as extrapolate_inverse
-from .rates import fit_line as fit_line
-from .rates import loglog_slope as loglog_slope
 from .step_size import gd_step_bound as gd_step_bound
 from .step_size import require_step_below as require_step_below

@@ -7,7 +7,7 @@ vectors span the data:  w(t) = w_hat T + w_tilde + O(t^-kappa), where w_tilde so
 
 P_perp projecting onto span{z_n : n in S}^perp and offset = -log N for a mean loss (0 for sum).
 In iteration count k (Soudry's GD statement, lr exp(-z_n.w_tilde_k) = alpha_n) the same limit
-reads w_tilde_k = w_tilde + w_hat log lr. Consequences (theory/implicit-bias.md section 2):
+reads w_tilde_k = w_tilde + w_hat log lr. Consequences (docs/implicit-bias.md section 2):
 direction error ~ C / T, margin gap ~ G / T, t L(w(t)) -> ||w_hat||^2 (sum loss).
 """
 

@@ -57,15 +57,20 @@ def separability_certificate(Z):
     return farkas.x if farkas.status == 0 else np.full(n, np.nan)
 
 
-def require_separable(Z):
-    """Raise `NonSeparableError` (with the Farkas certificate) unless some w has Z w > 0."""
+def require_separable(Z, y=None):
+    """Raise `NonSeparableError` (with the Farkas certificate) unless some w has Z w > 0. With the labels
+    ``y`` (z_n = y_n x_n), the message also says whether an intercept would separate the data."""
     certificate = separability_certificate(Z)
     if certificate is not None:
         top = np.argsort(-certificate)[:5]
+        hint = ""
+        if y is not None and separability_certificate(np.column_stack([Z, y])) is None:
+            hint = (" The data IS separable with an intercept, y_n (x_n.w + b) > 0: append a column of ones to X "
+                    "(e.g. max_margin(np.c_[X, np.ones(len(X))], y)) and train linear_classifier(..., bias=True).")
         raise NonSeparableError(
             "the data is not linearly separable through the origin: the convex combination "
             f"sum_n a_n y_n x_n = 0 with weights a = {np.round(certificate[top], 6).tolist()} on points "
-            f"{top.tolist()} (certificate a >= 0, sum a = 1) rules out every separator.",
+            f"{top.tolist()} (certificate a >= 0, sum a = 1) rules out every separator without a bias." + hint,
             certificate=certificate)
 
 
@@ -111,8 +116,8 @@ def max_margin(X, y):
     to ~1e-15). Raises `NonSeparableError` with an LP certificate when no separator exists.
     Cost: one N x N dual solve plus O(|S|^3) per polishing round.
     """
-    _, _, Z = labelled_data(X, y)
-    require_separable(Z)
+    _, y, Z = labelled_data(X, y)
+    require_separable(Z, y)
     rough_margins = Z @ (Z.T @ _rough_dual(Z))
     start = np.flatnonzero(rough_margins <= 1.0 + 1e-6)
     w, alpha = _polish(Z, start if start.size else [int(np.argmin(rough_margins))])

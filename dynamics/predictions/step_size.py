@@ -3,7 +3,7 @@
 import numpy as np
 
 from ..errors import StepSizeError
-from ..losses import Exponential
+from ..models.losses import Exponential
 
 
 def gd_step_bound(Z, tail, reduction="sum", loss_at_start=None):

@@ -3,6 +3,8 @@
 from .base import AbstractDiscrete as AbstractDiscrete
 from .base import AbstractFlow as AbstractFlow
 from .base import AbstractProcess as AbstractProcess
+from .base import StepCost as StepCost
+from .base import TimeUnit as TimeUnit
 from .continual import ContinualModifiedFlow as ContinualModifiedFlow
 from .continual import SequentialGD as SequentialGD
 from .continual import lie_bracket as lie_bracket
@@ -10,6 +12,7 @@ from .dal import DriftAdjustedGD as DriftAdjustedGD
 from .discrete import SGD as SGD
 from .discrete import GradientDescent as GradientDescent
 from .discrete import HeavyBall as HeavyBall
+from .discrete import Nesterov as Nesterov
 from .discrete import NormalizedGD as NormalizedGD
 from .ensemble import SeedEnsemble as SeedEnsemble
 from .eos import CentralFlow as CentralFlow
@@ -21,6 +24,7 @@ from .games import GameModifiedFlow as GameModifiedFlow
 from .games import game_fields as game_fields
 from .modified import ModifiedFlow as ModifiedFlow
 from .modified import bea_coefficients as bea_coefficients
+from .optax_method import OptaxMethod as OptaxMethod
 from .principal import PrincipalFlow as PrincipalFlow
 from .principal import principal_coefficient as principal_coefficient
 from .rod_edge import EdgeFlow as EdgeFlow

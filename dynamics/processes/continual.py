@@ -11,10 +11,12 @@ growing with the phase length n, changing sign when the task order is reversed).
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from ..derivatives import scalar_loss
 from ..errors import InputError
-from ..modified_losses import igr_loss
+from .modified_losses import igr_loss
 from .base import AbstractDiscrete, AbstractFlow, positive_lr
 
 
@@ -22,12 +24,13 @@ class _TwoTasks(eqx.Module):
     first: callable = eqx.field(static=True)
     second: callable = eqx.field(static=True)
     lr: object
-    phase: int = eqx.field(static=True)
+    phase: object  # an int64 array: it enters only arithmetic (k // n, n h), so a new n reuses the compiled code
 
     def __init__(self, first, second, lr, phase=1):
-        if not (isinstance(phase, int) and phase >= 1):
+        if not (isinstance(phase, (int, np.integer)) and not isinstance(phase, bool) and phase >= 1):
             raise InputError(f"phase (steps per task) must be a positive integer, got {phase!r}")
-        self.first, self.second, self.lr, self.phase = first, second, positive_lr(lr), phase
+        self.first, self.second, self.lr = first, second, positive_lr(lr)
+        self.phase = jnp.asarray(int(phase), jnp.int64)
 
 
 class SequentialGD(_TwoTasks, AbstractDiscrete):

@@ -9,31 +9,39 @@ authors' code). Step sizes vary, so iterate k sits at step time t = k (``time_un
 """
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 
 from ..derivatives import gradient, hvp, scalar_loss
 from ..errors import InputError
-from .base import AbstractDiscrete
+from .base import AbstractDiscrete, StepCost, TimeUnit, real_parameter
 
 HG_METHODS = ("hvp", "finite_difference")
 
 
 class DriftAdjustedGD(AbstractDiscrete):
     loss: callable = eqx.field(static=True)
-    power: float
-    scale: float
-    max_lr: float
+    power: object
+    scale: object
+    max_lr: object
     hg: str = eqx.field(static=True)
-    time_unit = "step"
+    time_unit = TimeUnit.STEP
 
     def __init__(self, loss, power=1.0, scale=2.0, max_lr=5.0, hg="hvp"):
         if hg not in HG_METHODS:
             raise InputError(f"hg must be one of {HG_METHODS}, got {hg!r}")
-        if not (scale > 0 and max_lr > 0):
+        self.power = real_parameter(power, "power")
+        self.scale, self.max_lr = real_parameter(scale, "scale"), real_parameter(max_lr, "max_lr")
+        concrete = not any(isinstance(x, jax.core.Tracer) for x in (self.scale, self.max_lr))  # traced: unchecked
+        if concrete and not (self.scale > 0 and self.max_lr > 0):
             raise InputError(f"scale and max_lr must be > 0, got {scale}, {max_lr}")
         self.loss = loss
-        self.power, self.scale, self.max_lr, self.hg = power, scale, max_lr, hg
-        self.lr = 1.0  # step time: iterate k sits at t = k
+        self.hg = hg
+
+    @property
+    def cost(self):
+        """1 gradient + 1 HVP per step (hg=\"hvp\"), or 2 gradients (finite difference)."""
+        return StepCost(1.0, 1.0) if self.hg == "hvp" else StepCost(2.0)
 
     def curvature_product(self, theta, g):
         """H g by an HVP or by the finite difference along g (step 0.01 / ||g||)."""

@@ -3,7 +3,7 @@
 import equinox as eqx
 import jax
 
-from .base import AbstractDiscrete
+from .base import AbstractDiscrete, StepCost
 
 
 class SeedEnsemble(AbstractDiscrete):
@@ -12,10 +12,25 @@ class SeedEnsemble(AbstractDiscrete):
 
     process: AbstractDiscrete
     keys: jax.Array
-    lr: object
 
     def __init__(self, process, keys):
-        self.process, self.keys, self.lr = process, keys, process.lr
+        self.process, self.keys = process, keys
+
+    @property
+    def lr(self):
+        return self.process.lr
+
+    @property
+    def time_unit(self):
+        return self.process.time_unit
+
+    @property
+    def cost(self):
+        """The copies' cost added up: seeds x the process's cost per step."""
+        return StepCost(*(len(self.keys) * c for c in self.process.cost))
+
+    def step_size(self, k):
+        return self.process.step_size(k)
 
     def _copy(self, key):
         return eqx.tree_at(lambda p: p.key, self.process, key)

@@ -7,6 +7,8 @@ CentralFlow (Cohen, Damian, Talwalkar, Kolter, Lee 2025): dw/dtau = -eta [grad L
 RodFlow, EdgeFlow (rod_edge.py) build on _StepTimeFlow.
 """
 
+from typing import NamedTuple
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -14,8 +16,8 @@ from jax.flatten_util import ravel_pytree
 
 from ..derivatives import gradient, third
 from ..errors import InputError
-from ..spectrum import eigenpairs
-from .base import AbstractDiscrete, AbstractFlow, positive_lr
+from ..linalg import solve_eigenpairs
+from .base import AbstractDiscrete, AbstractFlow, StepCost, TimeUnit, positive_lr, real_parameter
 
 
 class _StepTimeFlow(AbstractFlow):
@@ -23,7 +25,7 @@ class _StepTimeFlow(AbstractFlow):
 
     loss: callable
     lr: object
-    time_unit = "step"
+    time_unit = TimeUnit.STEP
 
     def __init__(self, loss, lr):
         self.loss, self.lr = loss, positive_lr(lr)
@@ -78,6 +80,15 @@ def central_flow_scalar(A, B):
     return jnp.maximum(0.0, -A / B)
 
 
+class CentralFlowState(NamedTuple):
+    """State of `CentralFlow`: the parameters, the eigenvector block warm-starting the next solve, and the HVPs the
+    eigensolver has used so far."""
+
+    params: object
+    block: jax.Array
+    hvps: jax.Array
+
+
 class CentralFlow(AbstractDiscrete):
     """Central flow of GD with learning rate eta, advanced by ``substeps`` Euler substeps per GD step.
 
@@ -90,21 +101,25 @@ class CentralFlow(AbstractDiscrete):
     warm-started from the previous substep's block, to relative residual ``tol`` within ``max_iterations``;
     "lanczos" runs ``lanczos_steps`` HVPs from the previous top eigenvector; "dense" takes eigh of the full Hessian
     (n HVPs). Cost per substep: the eigensolve + 1 gradient + k(k+1)/2 third-derivative products (each ~2 HVPs) +
-    the k x k SDCP. State: (w, eigenvector block, HVPs used so far) -- the count covers the eigensolver only.
+    the k x k SDCP. State: `CentralFlowState` (its HVP count covers the eigensolver only).
     GD iterate k sits at tau = k (``time_unit = "step"``).
+
+    ``lr``, ``threshold`` and ``tol`` are float64 arrays (new values reuse the compiled code); ``k``, ``substeps``,
+    ``guard``, ``lanczos_steps``, ``max_iterations`` and ``method`` are static: they set array shapes, loop lengths
+    or the eigensolver's code.
     """
 
     loss: callable
     lr: object
     k: int = eqx.field(static=True)
-    threshold: float = eqx.field(static=True)
+    threshold: object
     substeps: int = eqx.field(static=True)
     method: str = eqx.field(static=True)
     lanczos_steps: int = eqx.field(static=True)
     guard: int = eqx.field(static=True)
-    tol: float = eqx.field(static=True)
+    tol: object
     max_iterations: int = eqx.field(static=True)
-    time_unit = "step"
+    time_unit = TimeUnit.STEP
 
     def __init__(self, loss, lr, k=3, threshold=1.95, substeps=4, method="dense", lanczos_steps=30, guard=2,
                  tol=1e-9, max_iterations=50):
@@ -113,9 +128,9 @@ class CentralFlow(AbstractDiscrete):
         if int(k) < 1 or int(substeps) < 1 or int(guard) < 0:
             raise InputError(f"need k >= 1, substeps >= 1 and guard >= 0, got {k}, {substeps}, {guard}")
         self.loss, self.lr = loss, positive_lr(lr)
-        self.k, self.threshold, self.substeps = int(k), float(threshold), int(substeps)
+        self.k, self.threshold, self.substeps = int(k), real_parameter(threshold, "threshold", 0.0), int(substeps)
         self.method, self.lanczos_steps = method, int(lanczos_steps)
-        self.guard, self.tol, self.max_iterations = int(guard), float(tol), int(max_iterations)
+        self.guard, self.tol, self.max_iterations = int(guard), real_parameter(tol, "tol", 0.0), int(max_iterations)
 
     def _flat(self, w):
         flat, unravel = ravel_pytree(w)
@@ -126,7 +141,7 @@ class CentralFlow(AbstractDiscrete):
         method = method or self.method
         steps = {"dense": None, "lanczos": self.lanczos_steps, "lobpcg": self.max_iterations}[method]
         start = start[:, 0] if method == "lanczos" and start is not None else start
-        result = eigenpairs(E, flat, self.k, method, start, steps, self.tol)
+        result = solve_eigenpairs(E, flat, self.k, method, start, steps, self.tol)
         block = result.block if method == "lobpcg" else result.vectors
         return result.values, result.vectors, block, result.hvps
 
@@ -157,7 +172,7 @@ class CentralFlow(AbstractDiscrete):
         flat, _, _ = self._flat(w0)
         columns = self.k + (self.guard if self.method == "lobpcg" else 0)
         block = jax.random.normal(jax.random.PRNGKey(0), (flat.size, columns), flat.dtype)
-        return w0, block, jnp.zeros((), jnp.int64)
+        return CentralFlowState(w0, block, jnp.zeros((), jnp.int64))
 
     def step(self, state, k):
         def substep(i, carry):
@@ -167,10 +182,19 @@ class CentralFlow(AbstractDiscrete):
             velocity = -self.lr * (g + 0.5 * jnp.einsum("ij,ijn->n", X, D))
             return unravel(flat + velocity / self.substeps), block, hvps + used
 
-        return jax.lax.fori_loop(0, self.substeps, substep, state)
+        return CentralFlowState(*jax.lax.fori_loop(0, self.substeps, substep, tuple(state)))
 
     def params(self, state):
-        return state[0]
+        return state.params
+
+    @property
+    def cost(self):
+        """Per GD step: ``substeps`` x (1 gradient + k(k+1)/2 third-derivative products); the eigensolver's HVPs
+        are counted in the state (`counts`)."""
+        return StepCost(self.substeps, 0.0, self.substeps * self.k * (self.k + 1) / 2)
+
+    def counts(self, state):
+        return StepCost(0.0, state.hvps, 0.0)
 
     def predictions(self, w):
         """Central-flow predictions at w: predicted time-averaged GD loss L + (1/2)<Sigma, H> = L + (1/2) sum_i X_ii lambda_i,

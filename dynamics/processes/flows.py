@@ -2,7 +2,7 @@
 
 import jax.numpy as jnp
 
-from ..losses import as_objective
+from ..models.losses import as_objective
 from .base import AbstractFlow
 
 

@@ -14,29 +14,37 @@ import equinox as eqx
 import jax
 
 from ..derivatives import scalar_loss
-from .base import AbstractDiscrete, AbstractFlow, positive_lr
+from .base import AbstractDiscrete, AbstractFlow, positive_lr, real_parameter
+
+
+class _PlayerField(eqx.Module):
+    """(phi, theta) -> -grad_player L(phi, theta); equal (and hashed) by (loss, player), so that fields rebuilt from
+    the same losses reuse the compiled code of a game."""
+
+    loss: callable = eqx.field(static=True)
+    player: int = eqx.field(static=True)
+
+    def __call__(self, phi, theta):
+        return -jax.grad(scalar_loss(lambda z: self.loss(*z)))((phi, theta))[self.player]
 
 
 def game_fields(loss_phi, loss_theta):
     """(f, g) = (-grad_phi L_1, -grad_theta L_2) for losses of (phi, theta); zero-sum: L_2 = -L_1."""
-    first = scalar_loss(lambda z: loss_phi(*z))
-    second = scalar_loss(lambda z: loss_theta(*z))
-    f = lambda phi, theta: -jax.grad(first)((phi, theta))[0]
-    g = lambda phi, theta: -jax.grad(second)((phi, theta))[1]
-    return f, g
+    return _PlayerField(loss_phi, 0), _PlayerField(loss_theta, 1)
 
 
 class _Game(eqx.Module):
     f: callable = eqx.field(static=True)
     g: callable = eqx.field(static=True)
     lr: object
-    alpha: float
-    lam: float
-    alternating: bool = eqx.field(static=True)
+    alpha: object  # float64 arrays: new values reuse the compiled code
+    lam: object
+    alternating: bool = eqx.field(static=True)  # selects the update order (Python control flow)
 
     def __init__(self, f, g, lr, alpha=1.0, lam=1.0, alternating=False):
         self.f, self.g, self.lr = f, g, positive_lr(lr)
-        self.alpha, self.lam, self.alternating = alpha, lam, alternating
+        self.alpha, self.lam = real_parameter(alpha, "alpha"), real_parameter(lam, "lam")
+        self.alternating = bool(alternating)
 
     def scaled(self, z):
         phi, theta = z

@@ -14,12 +14,13 @@ import functools
 import itertools
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from ..errors import InputError
-from ..losses import as_objective
-from .base import AbstractFlow, positive_lr
+from ..models.losses import as_objective
+from .base import AbstractFlow, StepCost, positive_lr
 
 MAX_ORDER = 5
 
@@ -76,7 +77,7 @@ class ModifiedFlow(AbstractFlow):
 
     loss: object
     lr: object
-    order: int
+    order: int = eqx.field(static=True)  # the number of BEA terms: it shapes the traced program
 
     def __init__(self, loss, lr, order):
         if not (isinstance(order, int) and 1 <= order <= MAX_ORDER):
@@ -84,6 +85,12 @@ class ModifiedFlow(AbstractFlow):
         self.loss = as_objective(loss)
         self.lr = positive_lr(lr)
         self.order = order
+
+    @property
+    def cost(self):
+        """Per evaluation: 1 gradient (order 1), 1 gradient + 1 HVP (order 2); higher orders nest jvps whose count
+        is not stated (None)."""
+        return {1: StepCost(), 2: StepCost(1.0, 1.0)}.get(self.order)
 
     @functools.cached_property
     def _coefficients(self):

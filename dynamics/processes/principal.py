@@ -14,8 +14,8 @@ from jax.flatten_util import ravel_pytree
 
 from ..derivatives import gradient, hessian, holomorphy_defect, hvp, third
 from ..errors import InputError
-from ..spectrum import hessian_eigenpairs
-from .base import AbstractFlow, positive_lr
+from ..linalg import hessian_eigenpairs
+from .base import AbstractFlow, StepCost, positive_lr
 
 #: |h lambda - 1| below this is treated as the singular point of phi_h.
 SINGULAR_TOL = 1e-12
@@ -82,6 +82,13 @@ class PrincipalFlow(AbstractFlow):
         self.method = method
         self.k = int(k)
         self.lanczos_steps = int(lanczos_steps) if lanczos_steps else max(3 * int(k), 30)
+
+    def step_cost(self, theta):
+        """Per evaluation: 1 gradient + the Hessian (dense: n HVPs; top-k: ``lanczos_steps`` HVPs + 1 HVP for the
+        IGR term on the complement) + 1 third-derivative product with ``correction``."""
+        n = sum(jnp.size(leaf) for leaf in jax.tree_util.tree_leaves(theta))
+        hvps = n if self.method == "dense" else self.lanczos_steps + 1
+        return StepCost(1.0, float(hvps), 1.0 if self.correction else 0.0)
 
     def _check_holomorphic(self, E, flat, g, out):
         return eqx.error_if(out, holomorphy_defect(E, flat, g) > 1e-8,

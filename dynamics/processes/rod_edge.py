@@ -12,7 +12,7 @@ restricts the rod to one direction, d = rho u with ||u|| = 1.
 
 Sources. Rod flow: Regis & Chewi, arXiv 2602.01480 (2026); edge flow: Marion, arXiv 2606.18080 (2026). The stored
 copies reachable from this project hold the abstracts and introductions of both papers, not their equation sections,
-so the equations below are the reconstructions of theory/flows.md sections 11-12, checked against everything those
+so the equations below are the reconstructions of docs/flows.md sections 11-12, checked against everything those
 parts state (a rod of consecutive iterates; a center doing a modified gradient flow on the symmetrized loss
 (1/2)[L(x + d) + L(x - d)]; a direction following Rayleigh-quotient dynamics towards a top Hessian eigenvector; a
 magnitude growing or decaying exponentially as the sharpness is above or below 2/eta; 2 gradients + 1 HVP per edge
@@ -29,7 +29,8 @@ from jax.flatten_util import ravel_pytree
 
 from ..derivatives import gradient, hvp
 from ..errors import InputError
-from ..spectrum import DENSE_LIMIT, flat_loss, hessian_eigenpairs
+from ..linalg import flat_loss, hessian_eigenpairs
+from .base import StepCost
 from .eos import _StepTimeFlow
 
 #: | ||u|| - 1 | allowed for a user-supplied edge-flow direction
@@ -53,10 +54,10 @@ def _first_step(flow, w0):
 
 
 @eqx.filter_jit
-def _top_eigenvector(flow, w, method):
-    """The top Hessian eigenvector of the flow's loss at w, flattened."""
+def _top_eigenvector(flow, w):
+    """The top Hessian eigenvector of the flow's loss at w, flattened (the default, convergence-checked solver)."""
     E, flat, _ = flat_loss(flow.loss, w)
-    return hessian_eigenpairs(E, flat, 1, method)[1][:, 0]
+    return hessian_eigenpairs(E, flat, 1, None)[1][:, 0]
 
 
 def rod_from_gd(w_k, w_next, k=0):
@@ -76,13 +77,15 @@ class RodFlow(_StepTimeFlow):
         dx/dtau = -(eta/2) [g(x + d) + g(x - d)]           (gradient flow on (1/2)[L(x + d) + L(x - d)], in step time)
         dd/dtau =  (eta/2) [g(x + d) - g(x - d)] - 2 d
 
-    Implemented: the reconstruction of theory/flows.md section 11 (Regis & Chewi 2026, arXiv 2602.01480; only the
+    Implemented: the reconstruction of docs/flows.md section 11 (Regis & Chewi 2026, arXiv 2602.01480; only the
     paper's abstract and introduction could be read, which this matches: see the module docstring). Properties
     [derived, tested]: one forward-Euler step with dtau = 1 from a GD rod (`rod_from_gd`) is the next GD rod, exactly;
     at d = 0 the d-equation linearizes to dd/dtau = (eta H(x) - 2) d, so the rod opens iff eta lambda > 2; the center
     moves by dx/dtau = -eta [g(x) + (1/2) T[d, d] + O(|d|^4)] (T = third derivative: the self-stabilization term).
     Cost: 2 gradients per field evaluation.
     Start from `initial_state(w0)` (the GD rod at k = 0)."""
+
+    cost = StepCost(2.0)
 
     def field(self, tau, state):
         x, d = state
@@ -109,10 +112,12 @@ class EdgeFlow(_StepTimeFlow):
     lambda_sec is the secant curvature along u (u^T H(x) u at rho = 0, where it is taken), so rho = 0 is invariant and
     then the edge flow is the stable flow plus the direction dynamics. The rho- and x-equations are the rod flow's
     projected on d = rho u; the u-equation is its transverse part to first order in rho (secant -> Hessian).
-    Implemented: the reconstruction of theory/flows.md section 12 (Marion 2026, arXiv 2606.18080; only the abstract
+    Implemented: the reconstruction of docs/flows.md section 12 (Marion 2026, arXiv 2606.18080; only the abstract
     and introduction could be read, which this matches; the u-rate eta and the magnitude law are unconfirmed).
     The field is tangent to the sphere, so ||u|| = 1 holds up to the solver's error. Cost: 2 gradients + 1 HVP per
     field evaluation. Start from `initial_state(w0)`."""
+
+    cost = StepCost(2.0, 1.0)
 
     def field(self, tau, state):
         x, u, rho = state
@@ -129,7 +134,8 @@ class EdgeFlow(_StepTimeFlow):
 
     def initial_state(self, w0, u=None, rho=None):
         """(x0, u0, rho0) from GD's first step w1 = w0 - eta g(w0): x0 = (w0 + w1)/2; u0 = ``u`` or the top Hessian
-        eigenvector at x0 (dense eigh up to `DENSE_LIMIT` parameters, else Lanczos), signed so that
+        eigenvector at x0 (the default solver of `dynamics.eigenpairs`: dense eigh for tiny models, else LOBPCG to its
+        residual tolerance), signed so that
         u0.(w0 - w1) >= 0; rho0 = ``rho`` or u0.(w0 - w1)/2, the half-step projected on u0.
 
         Raises `InputError` for a u that is not a unit vector (to `UNIT_TOL`) or of the wrong shape, and for
@@ -138,7 +144,7 @@ class EdgeFlow(_StepTimeFlow):
         f0, f1 = _first_step(self, w0)
         fx = 0.5 * (f0 + f1)
         if u is None:
-            fu = _top_eigenvector(self, unravel(fx), "dense" if fx.size <= DENSE_LIMIT else "lanczos")
+            fu = _top_eigenvector(self, unravel(fx))
         else:
             _same_structure("u", u, "w0", w0)
             fu = ravel_pytree(u)[0]

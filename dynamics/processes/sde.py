@@ -9,13 +9,15 @@ SGD x_{k+1} = x_k - eta grad f_gamma(x_k) with Sigma(x) = Cov_gamma[grad f_gamma
 in physical time t = k eta. ``noise_factor(x)`` returns M (n x m) with M M^T = Sigma(x).
 """
 
+import abc
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from ..derivatives import scalar_loss
 from ..errors import InputError
-from ..modified_losses import igr_loss
+from .modified_losses import igr_loss
 from .base import AbstractProcess, positive_lr
 
 
@@ -23,18 +25,23 @@ class AbstractSDE(AbstractProcess):
     """dX = drift(t, X) dt + diffusion(t, X) dW on a flat state; ``paths`` independent Brownian paths from
     ``key``, fixed step ``dt`` (Euler-Maruyama by default; the step must be << the time scales studied)."""
 
-    key: jax.Array
-    dt: float
-    paths: int = eqx.field(static=True)
+    key: eqx.AbstractVar[jax.Array]
+    dt: eqx.AbstractVar[object]
+    paths: eqx.AbstractVar[int]
 
+    @abc.abstractmethod
     def drift(self, t, x):
-        raise NotImplementedError
+        """The drift at (t, x)."""
 
+    @abc.abstractmethod
     def diffusion(self, t, x):
-        raise NotImplementedError
+        """The diffusion matrix M(t, x) (n x m): the noise increment is M dW with W m-dimensional."""
 
 
 class StochasticModifiedEquation(AbstractSDE):
+    key: jax.Array
+    dt: object
+    paths: int = eqx.field(static=True)
     loss: callable = eqx.field(static=True)
     lr: object
     noise_factor: callable = eqx.field(static=True)
@@ -43,16 +50,16 @@ class StochasticModifiedEquation(AbstractSDE):
     def __init__(self, loss, lr, noise_factor, key, order=1, dt=None, paths=1):
         if order not in (1, 2):
             raise InputError(f"stochastic modified equations exist here for order 1 or 2, got {order!r}")
-        self.loss = scalar_loss(loss)
+        self.loss = loss  # wrapped by scalar_loss when traced: a fresh wrapper here would be a new static value
         self.lr = positive_lr(lr)
         self.noise_factor = noise_factor
         self.order = order
         self.key = key
-        self.dt = float(lr) / 20.0 if dt is None else float(dt)
+        self.dt = positive_lr(float(lr) / 20.0 if dt is None else dt, "SDE step dt")
         self.paths = int(paths)
 
     def drift(self, t, x):
-        potential = igr_loss(self.loss, self.lr) if self.order == 2 else self.loss
+        potential = igr_loss(self.loss, self.lr) if self.order == 2 else scalar_loss(self.loss)
         return -jax.grad(potential)(x)
 
     def diffusion(self, t, x):
@@ -64,10 +71,18 @@ def minibatch_noise_factor(example_loss, num_examples, batch_size, replacement=T
 
     ``example_loss(x, i)``: loss of example i; Cov_i is the population covariance over the N examples."""
     scale = 1.0 if replacement else (num_examples - batch_size) / (num_examples - 1)
+    return _MinibatchNoise(example_loss, int(num_examples), float(scale / (num_examples * batch_size)))
 
-    def factor(x):
-        grads = jax.vmap(lambda i: jax.grad(example_loss)(x, i))(jnp.arange(num_examples))
+
+class _MinibatchNoise(eqx.Module):
+    """`minibatch_noise_factor`'s M(x); equal (and hashed) by its arguments, so that a factor rebuilt from the same
+    example loss and sizes reuses the compiled code of an SDE (a closure would be a new static value each time)."""
+
+    example_loss: callable = eqx.field(static=True)
+    num_examples: int = eqx.field(static=True)   # the number of per-example gradients: a shape
+    variance: float = eqx.field(static=True)     # a constant of the sampling scheme, fixed by N and B
+
+    def __call__(self, x):
+        grads = jax.vmap(lambda i: jax.grad(self.example_loss)(x, i))(jnp.arange(self.num_examples))
         centred = grads - grads.mean(axis=0)
-        return centred.T * jnp.sqrt(scale / (num_examples * batch_size))
-
-    return factor
+        return centred.T * jnp.sqrt(self.variance)

@@ -3,18 +3,14 @@
 Loss conventions differ between papers and change the sharpness scale, so each loss states its own:
 mse: mean_n ||f(x_n) - y_n||^2 (times 1/2 with half=True, Cohen et al.'s convention);
 cross_entropy: mean_n -log softmax(f(x_n))[y_n]. Parameters are a list of (W, b) pairs. The scalar-network GFS
-closed forms live in `dynamics.gfs` and are re-exported here.
+closed forms live in `dynamics.predictions.gfs`.
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .errors import InputError
-from .gfs import balanced_sharpness as balanced_sharpness
-from .gfs import gfs_point_scalar as gfs_point_scalar
-from .gfs import gfs_sharpness_scalar as gfs_sharpness_scalar
-from .gfs import require_stable_minimizer as require_stable_minimizer
+from ..errors import InputError
 
 ACTIVATIONS = {"tanh": jnp.tanh, "swish": jax.nn.swish, "relu": jax.nn.relu}
 

@@ -7,8 +7,8 @@ units of the discrete method; physical time t = k h.
 import jax
 import jax.numpy as jnp
 
-from .derivatives import scalar_loss
-from .errors import InputError
+from ..derivatives import scalar_loss
+from ..errors import InputError
 
 
 def _sq_norm(tree):

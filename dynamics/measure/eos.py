@@ -1,4 +1,4 @@
-"""Measurements along a GD run at the edge of stability (theory/flows.md 8, 10).
+"""Measurements along a GD run at the edge of stability (docs/flows.md 8, 10).
 
 GD iterates w_0..w_T sit at step time tau = k. At the edge of stability GD oscillates with period 2 along the top
 eigenvector, so quantities are measured at the midpoints m_k = (w_k + w_{k+1})/2 (tau = k + 1/2), which removes the
@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 from .spectrum import sharpness
 
 

@@ -4,29 +4,30 @@ S_GF(w) = lim_{t -> inf} of gradient flow dw/dt = -grad L(w) started at w, and p
 S_GF(w)) (largest algebraic eigenvalue). phi is constant along GF by construction; the paper shows GD does not
 increase it on scalar networks and reports that it decreases empirically on networks.
 
-General models: `gfs_limit` integrates GF with `simulate` over a growing horizon and stops once
+General models: `gfs_limit` integrates GF in one diffrax solve with an event that stops it once
 ||grad L|| <= gtol; `gfs_sharpness` is `spectrum.sharpness` there. Scalar networks pi(w) = prod_i w_i with
 L = (pi - y)^2 / 2: closed form (`gfs_point_scalar`, `gfs_sharpness_scalar`), the independent check.
 """
 
 from typing import NamedTuple
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 
-from .derivatives import scalar_loss
-from .errors import InputError, SolverBudgetError, StepSizeError
-from .processes import GradientFlow
-from .simulate import simulate
-from .spectrum import sharpness
+from .. import kernel
+from ..derivatives import scalar_loss
+from ..errors import InputError, SolverBudgetError, StepSizeError
+from ..measure.spectrum import sharpness
+from ..processes import GradientFlow
 
 
 class GFSLimit(NamedTuple):
     """The end of a gradient-flow solve: params ~ S_GF(w), the loss and ||grad L|| there, the physical GF time
-    integrated and the solver's accepted steps (all horizon segments)."""
+    integrated and the solver's accepted steps."""
 
     params: object
     loss: float
@@ -45,76 +46,84 @@ class GFSPath(NamedTuple):
     steps: np.ndarray
 
 
+def _grad_norm(loss, params):
+    g = jax.grad(scalar_loss(loss))(params)  # any pytree of real leaves
+    return jnp.sqrt(sum(jnp.sum(leaf**2) for leaf in jax.tree_util.tree_leaves(g)))
+
+
 @eqx.filter_jit
 def _loss_and_grad_norm(loss, params):
-    value, g = jax.value_and_grad(scalar_loss(loss))(params)  # any pytree of real leaves
-    return value, jnp.sqrt(sum(jnp.sum(leaf**2) for leaf in jax.tree_util.tree_leaves(g)))
+    return scalar_loss(loss)(params), _grad_norm(loss, params)
 
 
 _jit_sharpness = eqx.filter_jit(sharpness)
 
 
-def gfs_limit(loss, params, *, gtol=1e-10, t_first=1.0, max_time=1e6, max_steps=100_000, rtol=1e-12, atol=1e-14,
-              solver=None, interpolating=False, ltol=1e-8):
+class _GradientBelow(eqx.Module):
+    """The stopping rule ||grad L(w)|| <= gtol (gtol an array: a new value reuses the compiled solve)."""
+
+    loss: object
+    gtol: jax.Array
+
+    def __call__(self, params):
+        return _grad_norm(self.loss, params) <= self.gtol
+
+
+def gfs_limit(loss, params, *, gtol=1e-10, max_time=1e6, max_steps=100_000, rtol=1e-12, atol=1e-14, solver=None,
+              interpolating=False, ltol=1e-8):
     """S_GF(params): integrate dw/dt = -grad L(w) until ||grad L(w)|| <= ``gtol`` (Euclidean norm over all leaves).
 
-    Growing horizon: segments of GF time t_first, 2 t_first, 4 t_first, ... (each one `simulate` call of
-    `GradientFlow`, compiled once per loss), each started from the end of the last, until the gradient norm at a
-    segment's end is <= gtol; the GF time spent is at most twice the time needed. Near a minimizer with smallest
-    positive Hessian eigenvalue mu, the distance to the limit is ~ ||grad L|| / mu, so gtol sets the accuracy of
-    S_GF (and of phi, to first order) together with the solve error (``rtol``, ``atol``). ``solver`` defaults to
-    Tsit5 (explicit: about lambda_max / 3 steps per unit time, fine for well-conditioned limits); pass
+    One adaptive diffrax solve over GF time [0, max_time] with an event that stops it at the end of the first step
+    where the gradient norm is <= gtol (compiled once per loss; new numbers reuse it). Near a minimizer with
+    smallest positive Hessian eigenvalue mu, the distance to the limit is ~ ||grad L|| / mu, so gtol sets the
+    accuracy of S_GF (and of phi, to first order) together with the solve error (``rtol``, ``atol``). ``solver``
+    defaults to Tsit5 (explicit: about lambda_max / 3 steps per unit time, fine for well-conditioned limits); pass
     diffrax.Kvaerno5() with rtol >= 1e-9 when lambda_max / mu is large (stiff).
 
-    Raises `SolverBudgetError` (with the gradient norm reached and advice) when GF time ``max_time`` is spent, or
-    when one segment needs more than ``max_steps`` solver steps, or the accepted steps of all segments reach
-    ``max_steps`` (checked between segments, so the total stays below 2 max_steps). GF ends at a stationary point,
-    not necessarily a minimizer: with ``interpolating=True`` (a model whose minimum loss is 0) a limit with loss >
-    ``ltol`` raises `InputError`; a non-finite loss or gradient at ``params`` raises `InputError`. Cost: (accepted
-    steps x stages) gradients, plus one gradient per segment.
+    Raises `SolverBudgetError` (with the gradient norm reached and advice) when GF time ``max_time`` is spent or the
+    solve needs more than ``max_steps`` steps. GF ends at a stationary point, not necessarily a minimizer: with
+    ``interpolating=True`` (a model whose minimum loss is 0) a limit with loss > ``ltol`` raises `InputError`; a
+    non-finite loss or gradient at ``params`` raises `InputError`. Cost: (steps x stages) gradients for the field
+    and as many for the stopping rule.
     """
-    for name, value in (("gtol", gtol), ("t_first", t_first), ("max_time", max_time)):
+    for name, value in (("gtol", gtol), ("max_time", max_time)):
         if not value > 0:
             raise InputError(f"{name} must be > 0, got {value}")
-    process = GradientFlow(loss)
     params = jax.tree_util.tree_map(jnp.asarray, params)
     value, gnorm = (float(v) for v in _loss_and_grad_norm(loss, params))
     if not (np.isfinite(value) and np.isfinite(gnorm)):
         raise InputError(f"the loss or its gradient is not finite at the starting point (L = {value}, "
                          f"||grad L|| = {gnorm}): gradient flow cannot start there")
-    elapsed, steps, horizon = 0.0, 0, float(t_first)
-    while gnorm > gtol:
-        if elapsed >= max_time or steps >= max_steps:
-            raise SolverBudgetError(
-                f"gradient flow did not converge: ||grad L|| = {gnorm:.3e} > gtol = {gtol:.1e} after GF time "
-                f"{elapsed:.4g} ({steps} accepted steps; budget max_time = {max_time:.3g}, max_steps = {max_steps}). "
-                "Advice: raise max_time/max_steps or gtol; for stiff limits (lambda_max much larger than the "
-                "smallest positive Hessian eigenvalue) pass solver=diffrax.Kvaerno5() with rtol ~ 1e-9; losses "
-                "without a finite minimizer (cross-entropy on separable data) have no GF limit.")
-        segment = min(horizon, max_time - elapsed)
-        try:
-            traj = simulate(process, params, np.array([0.0, segment]), rtol=rtol, atol=atol, solver=solver,
-                            max_steps=max_steps)
-        except SolverBudgetError as err:
-            raise SolverBudgetError(
-                f"gradient flow did not converge: one segment of GF time {segment:.4g} used all {max_steps} steps "
-                f"after GF time {elapsed:.4g} (||grad L|| = {gnorm:.3e} > gtol = {gtol:.1e} there). Advice: the "
-                "flow is stiff; pass solver=diffrax.Kvaerno5() with rtol ~ 1e-9, or raise max_steps.") from err
-        params = jax.tree_util.tree_map(lambda leaf: leaf[-1], traj.ys)
-        value, gnorm = (float(v) for v in _loss_and_grad_norm(loss, params))
-        elapsed += segment
-        steps += traj.stats.get("num_accepted_steps", 0)
-        horizon *= 2.0
+    stop = _GradientBelow(loss, jnp.asarray(gtol))
+    solver = diffrax.Tsit5() if solver is None else solver
+    options = kernel.flow_options(rtol, atol, None, 0.0, 1.0)
+    end, time, result, stats, _ = kernel.run_flow_until(
+        GradientFlow(loss), params, jnp.asarray(float(max_time)), stop, solver, options["rtol"], options["atol"],
+        max_steps)
+    value, gnorm = (float(v) for v in _loss_and_grad_norm(loss, end))
+    steps, time = int(stats["num_accepted_steps"]), float(time)
+    if not gnorm <= gtol:
+        if result == diffrax.RESULTS.max_steps_reached:
+            why = f"the solve used all {max_steps} steps"
+        elif np.isfinite(gnorm):
+            why = f"the GF time budget max_time = {max_time:.3g} is spent"
+        else:
+            why = "the state became non-finite"
+        raise SolverBudgetError(
+            f"gradient flow did not converge: ||grad L|| = {gnorm:.3e} > gtol = {gtol:.1e} after GF time {time:.4g} "
+            f"({steps} accepted steps): {why}. Advice: raise max_time/max_steps or gtol; for stiff limits (lambda_max "
+            "much larger than the smallest positive Hessian eigenvalue) pass solver=diffrax.Kvaerno5() with "
+            "rtol ~ 1e-9; losses without a finite minimizer (cross-entropy on separable data) have no GF limit.")
     if interpolating and value > ltol:
         raise InputError(f"gradient flow ends at a stationary point with loss {value:.6g} > ltol = {ltol:.1e} "
                          f"(||grad L|| = {gnorm:.2e}), not at a global minimizer of this interpolating model: "
                          "its sharpness is not the GFS sharpness of a minimizer")
-    return GFSLimit(params, value, gnorm, elapsed, steps)
+    return GFSLimit(end, value, gnorm, time, steps)
 
 
 def gfs_sharpness(loss, params, *, method=None, **gf_options):
     """phi(params) = lambda_max(Hessian of L at S_GF(params)) (`spectrum.sharpness` at `gfs_limit`; ``method``:
-    "dense" or "lanczos", dense up to spectrum.DENSE_LIMIT parameters). For a model that does not interpolate, it is
+    "dense", "lanczos" or "lobpcg"; the default is that of `dynamics.sharpness`). For a model that does not interpolate, it is
     the sharpness at the stationary point where GF ends (a saddle's is still its largest eigenvalue); pass
     ``interpolating=True`` to refuse limits with loss > ltol. ``gf_options``: see `gfs_limit`."""
     return float(_jit_sharpness(loss, gfs_limit(loss, params, **gf_options).params, method))

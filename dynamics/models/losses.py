@@ -6,7 +6,11 @@ the margins q_n(theta) of a model:
     L(theta) = sum_n l(q_n(theta))          (reduction="sum", the papers' convention)
     L(theta) = (1/N) sum_n l(q_n(theta))     (reduction="mean": GF time is rescaled, t_mean = N t_sum)
 
-Its descent direction -e^s grad L = sum_n exp(s + log(-l'(q_n))) grad q_n is formed with the
+Every objective has ``bind_static(static)``: the same objective evaluated at eqx.combine(params, static),
+so a process can run on the inexact-array part ``params`` of a model that mixes arrays and non-arrays (an
+Equinox module split by eqx.partition(model, eqx.is_inexact_array); params has None at the other leaves).
+
+A margin loss's descent direction -e^s grad L = sum_n exp(s + log(-l'(q_n))) grad q_n is formed with the
 scale s inside the exponent, so log-time flows (s = tau) and normalized GD (s = -log L) never
 multiply an overflowing factor by an underflowing gradient.
 """
@@ -16,8 +20,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from .derivatives import scalar_loss
-from .errors import InputError
+from ..derivatives import scalar_loss
+from ..errors import InputError
 
 REDUCTIONS = ("sum", "mean")
 
@@ -141,6 +145,24 @@ class PolyExponential(AbstractTail):
         return -jax.nn.softplus(self.phi(u))
 
 
+class WithStatic(eqx.Module):
+    """fn(eqx.combine(params, static), *args): ``fn`` with the non-array part ``static`` of its first argument
+    fixed. A Module (not a closure), so equal bindings compare equal and jit caches hit."""
+
+    fn: callable
+    static: object
+
+    def __call__(self, params, *args):
+        return self.fn(eqx.combine(params, self.static), *args)
+
+
+def negative_gradient(fn, theta, log_scale=None):
+    """-exp(log_scale) grad fn(theta) (-grad fn for log_scale=None); theta may hold None leaves."""
+    grad = jax.grad(scalar_loss(fn))(theta)
+    scale = 1.0 if log_scale is None else jnp.exp(log_scale)
+    return jax.tree_util.tree_map(lambda g: -scale * g, grad)
+
+
 class MarginLoss(eqx.Module):
     """L(theta) = reduce_n l(q_n(theta)) with margins q = margin_fn(theta, data).
 
@@ -198,6 +220,10 @@ class MarginLoss(eqx.Module):
         data = jax.tree_util.tree_map(lambda leaf: leaf[index], self.data)
         return MarginLoss(self.margin_fn, data, self.tail, self.reduction)
 
+    def bind_static(self, static):
+        """The same loss with margins margin_fn(eqx.combine(params, static), data)."""
+        return MarginLoss(WithStatic(self.margin_fn, static), self.data, self.tail, self.reduction)
+
 
 class Objective(eqx.Module):
     """Adapter giving any scalar JAX function the interface processes use."""
@@ -211,9 +237,11 @@ class Objective(eqx.Module):
         return jnp.log(self.fn(theta))
 
     def descent_direction(self, theta, log_scale=None):
-        grad = jax.grad(scalar_loss(self.fn))(theta)
-        scale = 1.0 if log_scale is None else jnp.exp(log_scale)
-        return jax.tree_util.tree_map(lambda g: -scale * g, grad)
+        return negative_gradient(self.fn, theta, log_scale)
+
+    def bind_static(self, static):
+        """theta -> fn(eqx.combine(theta, static))."""
+        return Objective(WithStatic(self.fn, static))
 
 
 def as_objective(loss):

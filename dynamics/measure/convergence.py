@@ -13,9 +13,9 @@ import jax
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from .errors import InputError
-from .predictions.rates import loglog_slope
-from .simulate import simulate
+from ..errors import InputError
+from .rates import loglog_slope
+from ..simulate import simulate
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,9 @@
-"""Hessian spectra: dense eigh for small models; Lanczos and warm-started block LOBPCG on HVPs for large ones.
+"""Eigensolvers for Hessian spectra: dense eigh for tiny models; Lanczos and warm-started block LOBPCG on HVPs above.
 
 Eigenvalues are *algebraic*: the top-k are the k most positive, not the k largest in magnitude. Parameters may be
-any pytree; they are flattened with `jax.flatten_util.ravel_pytree` and eigenvectors are flat (n, k) columns.
+any pytree, an Equinox module included: its inexact-array leaves are flattened with `jax.flatten_util.ravel_pytree`
+(`flat_loss`) and eigenvectors are flat (n, k) columns. Called outside jit, `solve_eigenpairs` compiles once per
+loss object and shapes and then reuses the code (~5 ms per call at 1,300 parameters, benchmarks/interactive.py).
 
 Every iterative solve returns an `Eigenpairs` result stating what it reached: the residual norms
 r_i = ||H v_i - lambda_i v_i||_2, the tolerance they were held to (tol * rho, rho = the largest |Ritz value|
@@ -21,8 +23,10 @@ from jax.flatten_util import ravel_pytree
 from .derivatives import hessian, hvp
 from .errors import InputError, SolverBudgetError
 
-#: models with at most this many parameters use the dense Hessian by default.
-DENSE_LIMIT = 2000
+#: models with at most this many parameters use the dense Hessian by default (LOBPCG above). Measured on tanh MLPs
+#: (benchmarks/interactive.py): warm, dense is faster up to n ~ 60 (n = 37: 1.1 vs 1.5 ms), 1.5-2x slower at
+#: n = 121 and 50-100x at n ~ 1,000-1,300; it compiles 3-4x faster and is exact.
+DENSE_LIMIT = 64
 #: LOBPCG's default iteration budget (each iteration costs one HVP per block column).
 LOBPCG_STEPS = 100
 METHODS = ("dense", "lanczos", "lobpcg")
@@ -67,10 +71,33 @@ def _result(values, vectors, residuals, rho, tol, hvps, iterations, max_iteratio
                       as_int(max_iterations), converged, block)
 
 
+def _nan_unless(ok, *arrays):
+    """``arrays``, or NaN arrays when not ``ok``: LAPACK's eigh of a non-finite matrix may return finite garbage."""
+    return tuple(jnp.where(ok, a, jnp.nan) for a in arrays)
+
+
+def _inexact_leaves(params):
+    """The inexact (floating or complex) array leaves of ``params``, in `ravel_pytree` order; `InputError` if none."""
+    leaves = jax.tree_util.tree_leaves(eqx.filter(params, eqx.is_inexact_array))
+    if not leaves:
+        kinds = sorted({f"{leaf.dtype} array" if hasattr(leaf, "dtype") else type(leaf).__name__
+                        for leaf in jax.tree_util.tree_leaves(params)})
+        raise InputError(f"params has no floating-point array leaves to differentiate (its leaves: {kinds or 'none'}); "
+                         "pass float or complex arrays, or a pytree or Equinox module holding them")
+    return leaves
+
+
 def flat_loss(loss, params):
-    """(E on flat vectors, flat params, unravel) for a loss of a pytree."""
-    flat, unravel = ravel_pytree(params)
-    return (lambda v: loss(unravel(v))), flat, unravel
+    """(E on flat vectors, flat params, unravel) for a loss of a pytree, an Equinox module included.
+
+    The flat vector is the `ravel_pytree` of the inexact-array leaves (``eqx.partition(params,
+    eqx.is_inexact_array)``); the other leaves (functions, integers) stay fixed, and unravel(v) is the whole
+    pytree with v in place of those leaves. `InputError` when there are no inexact-array leaves."""
+    _inexact_leaves(params)
+    dynamic, static = eqx.partition(params, eqx.is_inexact_array)
+    flat, unravel = ravel_pytree(dynamic)
+    rebuild = lambda v: eqx.combine(unravel(v), static)
+    return (lambda v: loss(rebuild(v))), flat, rebuild
 
 
 # ----------------------------------------------------------------------------- Lanczos
@@ -116,7 +143,7 @@ def lanczos(matvec, v0, steps, k=None, tol=None):
     V, alpha, beta = jax.lax.fori_loop(0, steps, body, (V, zeros, zeros))
     T = jnp.diag(alpha) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1)
     theta, S = jnp.linalg.eigh(T)
-    theta, S = theta[::-1], S[:, ::-1]
+    theta, S = _nan_unless(jnp.all(jnp.isfinite(T)), theta[::-1], S[:, ::-1])
     residuals = jnp.abs(beta[-1] * S[-1])
     return _result(theta, V[:steps].T @ S, residuals, jnp.max(jnp.abs(theta)), tol, steps, steps, steps, k)
 
@@ -215,13 +242,14 @@ def lobpcg(matvec, X0, k=None, tol=None, steps=LOBPCG_STEPS):
 
 
 def _start_block(start, n, k, dtype):
-    """The LOBPCG start block: ``start`` (a vector or (n, c) block) completed to k columns with fixed Gaussian
-    columns (key 0); more than k columns are kept as guard vectors."""
-    columns = jnp.zeros((n, 0), dtype) if start is None else jnp.asarray(start, dtype).reshape(n, -1)
+    """The start block (n, c): ``start`` (None, a vector or an (n, c) block) completed to k columns with fixed
+    Gaussian columns (key 0); more than k columns are kept (LOBPCG's guard vectors)."""
+    gaussian = lambda c: jax.random.normal(jax.random.PRNGKey(0), (n, c), dtype)
+    if start is None:
+        return gaussian(k)
+    columns = jnp.asarray(start, dtype).reshape(n, -1)
     missing = k - columns.shape[1]
-    if missing > 0:
-        columns = jnp.concatenate([columns, jax.random.normal(jax.random.PRNGKey(0), (n, missing), dtype)], 1)
-    return columns
+    return jnp.concatenate([columns, gaussian(missing)], 1) if missing > 0 else columns
 
 
 def require_converged(result, what="eigensolver"):
@@ -237,50 +265,75 @@ def require_converged(result, what="eigensolver"):
         "or warm-start from the previous eigenvectors; non-finite residuals mean a non-finite Hessian.")
 
 
-def eigenpairs(loss, params, k=1, method=None, start=None, steps=None, tol=None, strict=False):
+def _solve(loss, params, k, method, start, steps, tol):
+    """`solve_eigenpairs` on validated arguments: (`Eigenpairs`, whether every parameter is finite)."""
+    E, flat, _ = flat_loss(loss, params)
+    matvec = lambda v: hvp(E)(flat, v)
+    if method == "dense":
+        H = hessian(E)(flat)
+        values, vectors = _nan_unless(jnp.all(jnp.isfinite(H)), *jnp.linalg.eigh(H))
+        rho = jnp.max(jnp.abs(values))
+        values, vectors = values[::-1][:k], vectors[:, ::-1][:, :k]
+        residuals = jnp.linalg.norm(H @ vectors - vectors * values, axis=0)
+        result = _result(values, vectors, residuals, rho, tol, flat.size, 1, 1)
+    elif method == "lanczos":
+        result = lanczos(matvec, start, steps, k, tol)
+    else:
+        result = lobpcg(matvec, start, k, tol, steps)
+    return result, jnp.all(jnp.isfinite(flat))
+
+
+#: `_solve` compiled once per (loss object, parameter structure and shapes, k, method, start shape, steps).
+_solve_compiled = eqx.filter_jit(_solve)
+
+
+def solve_eigenpairs(loss, params, k=1, method=None, start=None, steps=None, tol=None, strict=False):
     """Top-k (largest algebraic) Hessian eigenpairs of ``loss`` at ``params`` as `Eigenpairs` (flat vectors).
 
-    method: "dense" (eigh of the full Hessian: n HVPs, n^2 memory, O(n^3); default up to DENSE_LIMIT
-    parameters), "lobpcg" (default above; ``steps`` = iteration budget, default LOBPCG_STEPS; ``start`` = a
-    vector or an (n, c) block, e.g. the previous result's vectors: warm start; c > k adds guard vectors) or
-    "lanczos" (``steps`` HVPs, default max(3k, 30); ``start`` = a vector; as good cold, see benchmarks/README.md,
-    but its budget is fixed rather than driven by the residual). tol: relative residual tolerance
-    (`default_tol`). strict=True raises `SolverBudgetError` when not converged (inside jit: an equinox runtime
-    error with the tolerance and budget; check ``result.converged`` or call `require_converged` outside jit).
+    params: any pytree, an Equinox module included; the vectors are flat over its inexact-array leaves (see
+    `flat_loss`). method: "dense" (eigh of the full Hessian: n HVPs, n^2 memory, O(n^3); default up to
+    DENSE_LIMIT parameters), "lobpcg" (default above; ``steps`` = iteration budget, default LOBPCG_STEPS; stops
+    at residuals <= tol * rho; ``start`` = a vector or an (n, c) block, e.g. the previous result's vectors: warm
+    start; c > k adds guard vectors) or "lanczos" (``steps`` HVPs, default max(3k, 30); ``start`` = a vector; as
+    good cold, see benchmarks/README.md, but its budget is fixed rather than driven by the residual). tol:
+    relative residual tolerance (`default_tol`). strict=True raises `SolverBudgetError` when not converged
+    (inside jit: an equinox runtime error with the tolerance and budget, unless a parameter is non-finite);
+    strict=None means strict for "lobpcg" only. Non-finite parameters raise `InputError` (outside jit).
+
+    Outside jit the solve is compiled once per (loss object, parameter shapes, k, method, start shape, steps) and
+    reused: new parameter values, tolerances and warm starts do not recompile (a new loss object, e.g. a fresh
+    lambda, does). Inside jit or vmap it is traced into the caller.
     """
-    E, flat, _ = flat_loss(loss, params)
-    n = flat.size
+    leaves = _inexact_leaves(params)
+    n = sum(leaf.size for leaf in leaves)
     method = method or ("dense" if n <= DENSE_LIMIT else "lobpcg")
     if method not in METHODS:
         raise InputError(f"method must be one of {METHODS}, got {method!r}")
     if k is not None and not 1 <= k <= n:
         raise InputError(f"k must satisfy 1 <= k <= n = {n} (the number of parameters), got {k}")
-    tol = default_tol(flat.dtype) if tol is None else tol
+    if method == "lanczos" and start is not None and jnp.shape(start) != (n,):
+        raise InputError(f"the Lanczos start must be a vector of shape {(n,)}, got {jnp.shape(start)}")
+    if method == "lobpcg" and start is not None and (jnp.ndim(start) not in (1, 2) or jnp.shape(start)[0] != n):
+        raise InputError(f"the LOBPCG start must be a vector ({n},) or a block ({n}, c), got {jnp.shape(start)}")
+    dtype = jnp.result_type(*leaves)
+    tol = default_tol(dtype) if tol is None else tol
     if steps is None:
         steps = {"dense": 1, "lanczos": max(3 * (k or 1), 30), "lobpcg": LOBPCG_STEPS}[method]
-    matvec = lambda v: hvp(E)(flat, v)
-    if method == "dense":
-        H = hessian(E)(flat)
-        values, vectors = jnp.linalg.eigh(H)
-        values, vectors = values[::-1], vectors[:, ::-1]
-        residuals = jnp.linalg.norm(H @ vectors - vectors * values, axis=0)
-        result = _result(values, vectors, residuals, jnp.max(jnp.abs(values)), tol, n, 1, 1, k)
-    elif method == "lanczos":
-        start = jax.random.normal(jax.random.PRNGKey(0), flat.shape, flat.dtype) if start is None else start
-        if jnp.shape(start) != flat.shape:
-            raise InputError(f"the Lanczos start must be a vector of shape {flat.shape}, got {jnp.shape(start)}")
-        result = lanczos(matvec, start, steps, k, tol)
-    else:
-        if start is not None and (jnp.ndim(start) not in (1, 2) or jnp.shape(start)[0] != n):
-            raise InputError(f"the LOBPCG start must be a vector ({n},) or a block ({n}, c), got {jnp.shape(start)}")
-        X0 = _start_block(start, n, k or 1, flat.dtype)
-        result = lobpcg(matvec, X0, k, tol, steps)
-    if not strict:
+    traced = any(isinstance(leaf, jax.core.Tracer) for leaf in leaves + jax.tree_util.tree_leaves((start, tol)))
+    solve = _solve if traced else _solve_compiled
+    if method != "dense":  # the default start is an argument too: cold and warm starts share one compilation
+        start = _start_block(start, n, 1 if method == "lanczos" else k or 1, dtype)
+        start = start[:, 0] if method == "lanczos" else start
+    result, finite = solve(loss, params, k, method, start, steps, jnp.asarray(tol, jnp.finfo(dtype).dtype))
+    concrete = not isinstance(finite, jax.core.Tracer)
+    if concrete and not bool(finite):
+        raise InputError("params contain NaN or Inf: the Hessian spectrum is undefined there")
+    if not (method == "lobpcg" if strict is None else strict):
         return result
-    if isinstance(result.converged, jax.core.Tracer):
-        message = (f"{method} eigensolver did not converge: a residual exceeds the tolerance {tol:g} (relative) "
+    if not concrete:
+        message = (f"{method} eigensolver did not converge: a residual exceeds the tolerance {tol} (relative) "
                    f"within the budget of {steps} steps; raise steps, use a larger block or a warm start")
-        return eqx.error_if(result, ~result.converged, message)
+        return eqx.error_if(result, ~result.converged & finite, message)
     return require_converged(result, f"{method} eigensolver (k = {k}, n = {n})")
 
 
@@ -289,34 +342,10 @@ def hessian_eigenpairs(E, flat, k, method="lanczos", steps=None, start=None):
 
     method="dense": eigh of the full Hessian (n HVPs + O(n^3)); "lanczos": ``steps`` HVPs (default max(3k, 30))
     from ``start`` (default a fixed Gaussian vector, key 0); "lobpcg": see `lobpcg` (``start`` a vector or a
-    block). Returns all computed values when k is None (dense, lanczos). `eigenpairs` also returns residuals,
+    block). Returns all computed values when k is None (dense, lanczos). `solve_eigenpairs` also returns residuals,
     HVP counts and a converged flag.
     """
-    result = eigenpairs(E, flat, k, method, start, steps)
+    result = solve_eigenpairs(E, flat, k, method, start, steps)
     return result.values, result.vectors
 
 
-def top_eigenpairs(loss, params, k, steps=None, start=None):
-    """Top-k (largest algebraic) Hessian eigenpairs of a loss of a pytree by Lanczos on HVPs:
-    (values desc, vectors (n, k)); see `hessian_eigenpairs`."""
-    result = eigenpairs(loss, params, k, "lanczos", start, steps)
-    return result.values, result.vectors
-
-
-def sharpness(loss, params, method=None, steps=None):
-    """S(theta) = lambda_max(Hessian of ``loss`` at ``params``), the largest algebraic eigenvalue.
-
-    method="dense" (eigh of the full Hessian; default up to DENSE_LIMIT parameters), "lanczos" (``steps`` HVPs;
-    measured on tanh MLPs: machine precision at 1e3-1e4 parameters with 20 steps, but 8.7e-7 at 1e5 parameters
-    with 20 steps and machine precision with 40, the default) or "lobpcg" (``steps`` = iteration budget, default
-    LOBPCG_STEPS; stops at relative residual `default_tol`).
-    To check what an iterative solve reached, call `eigenpairs(loss, params, 1, method)` and read its
-    ``residuals`` (the value lies within the residual of an eigenvalue of H) and ``converged``.
-    """
-    E, flat, _ = flat_loss(loss, params)
-    method = method or ("dense" if flat.size <= DENSE_LIMIT else "lanczos")
-    if method == "dense":
-        return jnp.linalg.eigvalsh(hessian(E)(flat))[-1]
-    if steps is None and method == "lanczos":
-        steps = 40
-    return eigenpairs(E, flat, 1, method, steps=steps).values[0]

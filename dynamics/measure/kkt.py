@@ -1,5 +1,5 @@
 """KKT residuals of max-margin problems, computed from a run's own dual weights p = softmax(-q)
-(theory/implicit-bias.md section 1.5), never from a thresholded active set; margins of homogeneous models.
+(docs/implicit-bias.md section 1.5), never from a thresholded active set; margins of homogeneous models.
 """
 
 import jax

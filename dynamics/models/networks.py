@@ -2,7 +2,7 @@
 
 Classification: `classification_loss(net, X, y, loss)` (sum of l(y_n x_n . beta)); regression:
 `regression_loss(net, X, y)` = (1/2) sum_n (x_n . beta - y_n)^2. Initializations by scale alpha and
-shape s follow theory/implicit-bias.md sections 5-7; inputs outside a scheme's domain raise InputError.
+shape s follow docs/implicit-bias.md sections 5-7; inputs outside a scheme's domain raise InputError.
 """
 
 import equinox as eqx
@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 from .losses import MarginLoss
-from .models import tail_from
-from .validation import finite_array, labelled_data
+from .linear import tail_from
+from ..validation import finite_array, labelled_data
 
 
 def _concrete(x):

@@ -4,10 +4,11 @@ Every model states its reduction; the default is the papers' sum loss.
 """
 
 import jax.numpy as jnp
+import numpy as np
 
 from .losses import AbstractTail, Exponential, Logistic, MarginLoss, PolyExponential, Squared
-from .errors import InputError
-from .validation import labelled_data
+from ..errors import InputError
+from ..validation import labelled_data
 
 TAILS = {"exp": Exponential, "exponential": Exponential, "logistic": Logistic, "squared": Squared}
 
@@ -27,11 +28,16 @@ def _linear_margins(w, Z):
     return Z @ w
 
 
-def linear_classifier(X, y, loss="exp", reduction="sum"):
-    """Homogeneous linear predictor f(x) = w.x on (X, y), y in {-1, +1}.
+def linear_classifier(X, y, loss="exp", reduction="sum", bias=False):
+    """Linear predictor on (X, y), y in {-1, +1}: f(x) = w.x, or f(x) = w.x + b with ``bias=True``.
 
-    Returns a `MarginLoss` with data Z = y x (shape (N, d)) and margins q = Z w;
-    L(w) = sum_n l(z_n.w) for reduction="sum" (default) or its mean.
+    Returns a `MarginLoss` with data z_n = y_n x_n (shape (N, d)) and margins q = Z w;
+    L(w) = sum_n l(q_n) for reduction="sum" (default) or its mean. ``bias=True`` appends a column of ones
+    to X: the parameter vector is (w_1, ..., w_d, b) with d + 1 entries, the intercept last, and
+    q_n = y_n (x_n.w + b). Its max-margin prediction is then max_margin(np.c_[X, np.ones(N)], y), which
+    penalizes b like the other weights.
     """
-    _, _, Z = labelled_data(X, y)
+    _, y, Z = labelled_data(X, y)
+    if bias:
+        Z = np.column_stack([Z, y])
     return MarginLoss(_linear_margins, jnp.asarray(Z), tail_from(loss), reduction)
