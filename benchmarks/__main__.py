@@ -11,8 +11,8 @@ import time  # noqa: E402
 
 import jax  # noqa: E402
 
-from . import (central_flow_sdcp, gd_throughput, gf_vs_gd, interactive, linear_networks, principal_flow,  # noqa: E402
-               sharpness)
+from . import (central_flow_sdcp, eos_cost, gd_throughput, gf_vs_gd, interactive, linear_networks,  # noqa: E402
+               principal_flow, sharpness)
 
 
 def main():
@@ -26,6 +26,7 @@ def main():
     linear_networks.report()
     sharpness.report()
     central_flow_sdcp.report()
+    eos_cost.report()
     interactive.report()
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 

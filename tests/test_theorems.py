@@ -1,4 +1,6 @@
-"""Every registered theorem at the quick budget: all claims pass, a figure is drawn; the CLI contract."""
+"""Every registered theorem at the quick budget: every claim passes or fails as expected, a figure is drawn, the
+evidence saves and re-checks to the same verdict; the CLI contract (exit codes, usage errors before running).
+`pytest -m full` runs every theorem at the full budget (not in CI)."""
 
 import json
 
@@ -7,19 +9,35 @@ import pytest
 
 import dynamics as dyn
 from theorems import Claim, Theorem, verify
+from theorems.evidence import load_evidence
+from theorems.harness import expected_failure, judge
 from theorems import __main__ as cli
 from theorems import registry
 from theorems.soudry2018 import gd_residuals, prediction
 
 
+def _unexpected(verdict):
+    return [(c.name, c.measured, c.expected_text(), c.status(verdict.budget)) for c in verdict.claims
+            if not c.ok(verdict.budget)]
+
+
 @pytest.mark.parametrize("theorem_id", list(registry.THEOREMS))
-def test_theorem_passes_at_quick_budget(theorem_id, tmp_path):
+def test_theorem_at_quick_budget(theorem_id, tmp_path):
     theorem = registry.THEOREMS[theorem_id]
     assert theorem.reference and theorem.statement and theorem.hypotheses
-    verdict = verify(theorem, "quick", figures_dir=tmp_path)
-    failed = [(c.name, c.measured, c.expected_text()) for c in verdict.claims if not c.passed and not c.known_failure]
-    assert not failed, f"{theorem_id}: failing claims {failed}"
+    verdict = verify(theorem, "quick", figures_dir=tmp_path, evidence_dir=tmp_path / "evidence")
+    assert not _unexpected(verdict), f"{theorem_id}: unexpected results {_unexpected(verdict)}"
     assert (tmp_path / f"{theorem_id}.png").stat().st_size > 10_000
+    evidence, meta = load_evidence(tmp_path / "evidence", theorem_id)
+    again = judge(theorem, evidence, meta["budget"], meta["wall_seconds"])
+    assert [c.as_dict("quick") for c in again.claims] == [c.as_dict("quick") for c in verdict.claims]
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("theorem_id", list(registry.THEOREMS))
+def test_theorem_at_full_budget(theorem_id):
+    verdict = verify(registry.THEOREMS[theorem_id], "full")
+    assert not _unexpected(verdict), f"{theorem_id}: unexpected results at the full budget {_unexpected(verdict)}"
 
 
 class _Toy(Theorem):
@@ -55,18 +73,60 @@ def test_cli_json_figures_report_and_exit_status(monkeypatch, tmp_path, result, 
     data = json.loads(out.read_text())
     assert data[0]["id"] == "toy" and data[0]["reference"] == "Nobody 2026"
     assert data[0]["passed"] is (status == 0)
-    assert data[0]["claims"][0]["measured"] == result
+    claim = data[0]["claims"][0]
+    assert claim["measured"] == result and claim["role"] == "theorem" and claim["expected_failure"] is None
     assert (tmp_path / "figs" / "toy.png").exists()
     assert "toy" in (tmp_path / "report.md").read_text()
     assert ("FAIL" in capsys.readouterr().out) is (status == 1)
 
 
-def test_cli_list_and_unknown_id(monkeypatch, capsys):
-    monkeypatch.setattr(registry, "THEOREMS", {"toy": _Toy(2.0)})
+class _Expected(_Toy):
+    """A claim expected to fail at the quick budget only."""
+
+    def check(self, evidence):
+        return [Claim("sum", evidence["sum"], 2.0, 1e-12, why="exact arithmetic",
+                      expected_failure=expected_failure("a known limit", budgets=("quick",)))]
+
+
+@pytest.mark.parametrize("result, budget, status, code", [(3.0, "quick", "XFAIL", 0), (2.0, "quick", "XPASS", 1),
+                                                          (2.0, "full", "PASS", 0), (3.0, "full", "FAIL", 1)])
+def test_expected_failures_are_scoped_and_an_unexpected_pass_fails(monkeypatch, result, budget, status, code,
+                                                                   capsys):
+    monkeypatch.setattr(registry, "THEOREMS", {"toy": _Expected(result)})
+    assert cli.main(["verify", "--budget", budget]) == code
+    assert status in capsys.readouterr().out
+
+
+def test_usage_errors_exit_2_before_running(monkeypatch, tmp_path, capsys):
+    ran = []
+
+    class Counting(_Toy):
+        def run(self, budget="quick"):
+            ran.append(budget)
+            return super().run(budget)
+
+    monkeypatch.setattr(registry, "THEOREMS", {"toy": Counting(2.0)})
     assert cli.main(["list"]) == 0
     assert "Nobody 2026" in capsys.readouterr().out
-    with pytest.raises(KeyError, match="unknown theorem id"):
-        cli.main(["verify", "nope"])
+    assert cli.main(["verify", "nope"]) == 2
+    assert "unknown theorem id" in capsys.readouterr().err
+    assert cli.main(["verify", "--json", str(tmp_path / "missing" / "out.json")]) == 2
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert cli.main(["verify", "--figures", str(blocker / "figs")]) == 2
+    assert cli.main(["check", "--evidence", str(tmp_path / "none")]) == 2
+    assert not ran
+
+
+def test_check_reproduces_saved_verdicts(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(registry, "THEOREMS", {"toy": _Toy(3.0)})
+    evidence = tmp_path / "evidence"
+    assert cli.main(["verify", "--evidence", str(evidence), "--json", str(tmp_path / "run.json")]) == 1
+    assert cli.main(["check", "--evidence", str(evidence), "--json", str(tmp_path / "check.json")]) == 1
+    run, check = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("run", "check"))
+    assert run[0]["claims"] == check[0]["claims"]
+    meta = json.loads((evidence / "toy.json").read_text())["metadata"]
+    assert meta["budget"] == "quick" and meta["versions"]["numpy"] and meta["wall_seconds"] >= 0
 
 
 @pytest.mark.parametrize("kind, measured, expected, tol, passed", [

@@ -1,51 +1,56 @@
-"""Cohen, Damian, Talwalkar, Kolter, Lee (ICLR 2025): central flows (flows.md 10).
+"""Cohen, Damian, Talwalkar, Kolter, Lee (ICLR 2025): central flows (docs/flows.md section 10).
 
-On the CPU MLP of flows.md 8 (see `cohen2021_eos`) with eta = 0.1, the central flow (CF, step time, Euler substeps of
-1/4 as in the authors' code, `dynamics.CentralFlow`)
+On the CPU MLP of docs/flows.md section 8 (see `cohen2021_eos`) with eta = 0.1, the central flow (CF, step time, Euler
+substeps of 1/4 as in the authors' code, `dynamics.CentralFlow`)
 
     dw/dtau = -eta [grad L + (1/2) grad <Sigma, H>],  Sigma = V X V^T,  X from the SDCP keeping eta lambda <= 2,
 
 should track the time-averaged GD trajectory: ||GD_mid - CF|| << ||GD_mid - GF|| (GD_mid = (w_k + w_{k+1})/2 at
 tau = k + 1/2, compared with CF/GF at tau = k), the GD loss smoothed over ~50 steps should equal the predicted loss
-L(w_CF) + (1/2)<Sigma, H>, and eta lambda_1(w_CF) stays <= 2. For one critical eigenvalue the SDCP is solved in
-closed form: sigma^2 = 2 <-grad L, grad S> / ||grad S||^2 with grad S = T[u, u] [derived, flows.md 9-10]; the
-Euler-substep scheme adds (lambda - 2/eta)/B with B = dt (eta/2) ||grad S||^2.
+L(w_CF) + (1/2)<Sigma, H>, GD's oscillation variance should equal tr Sigma, and eta lambda_1(w_CF) stays <= 2. For one
+critical eigenvalue the SDCP has a closed form: sigma^2 = 2 <-grad L, grad S> / ||grad S||^2 with grad S = T[u, u]
+(docs/flows.md sections 9-10); the Euler-substep scheme adds (lambda - 2/eta)/B with B = dt (eta/2) ||grad S||^2.
 
-Horizon and windows as in `cohen2021_eos` (3000 steps; late window = last third): on this draw GD's onset
-oscillation (loss spikes, eta S up to 2.7) lasts until step ~1500, and the central flow, which holds S at 2/eta,
-does not model it (the paper says so; flows.md 10). The loss prediction is therefore checked on the settled late
-window, and over the whole post-onset period as a known failure with its number.
+Horizon and windows as in `cohen2021_eos` (3000 steps quick, 6000 full; late window = last third, fixed by the
+budget): on this draw GD's onset oscillation (loss spikes, eta S up to 2.7) lasts until step ~1500, and the central
+flow, which holds S at 2/eta, does not model it (the paper says so; docs/flows.md section 10). The loss prediction is
+therefore claimed on the settled late window, and over the whole post-onset period as an expected failure.
 """
 
 import time
 
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from dynamics import CentralFlow, GradientDescent, StableFlow, gradient, simulate, third
 from dynamics.derivatives import hessian
-from dynamics.eos_metrics import distance_to_gd, sharpness_along
+from dynamics.measure.eos import distance_to_gd, sharpness_along
 from dynamics.processes.eos import central_flow_scalar, solve_sdcp
 
 from .cohen2021_eos import ETA, LANCZOS_STEPS, LATE_FRACTION, STEPS, cpu_mlp
-from .harness import Claim, Theorem
+from .common import by_budget, claims, figures
+from .harness import Theorem, expected_failure
 
 K = {"quick": 3, "full": 5}
 LANCZOS_STEPS_CF = 15    # warm-started from the previous top eigenvector; checked against dense eigh in a claim
 SAVE_EVERY = 10          # predictions and sharpness every this many steps
-RATIO_MAX = 0.3          # flows.md 10 checks
+RATIO_MAX = 0.3          # docs/flows.md section 10: "<<" read as below 0.3
 LOSS_TOL = 0.05
 SMOOTH = 50.0            # Gaussian sigma (steps) for the time-averaged GD loss
 ETA_LAMBDA_MAX = 2.01
 SCALAR_TOL = 1e-8
 CHECKS = 6               # CF states where the eigensolver is checked against dense eigh
-EIG_TOL = 1e-8
-OSC_WINDOW = 25         # half-width (steps) of the oscillation-variance windows
+EIG_TOL = 1e-8           # dynamics' float64 eigen-residual tolerance (linalg.default_tol)
+OSC_WINDOW = 25          # half-width (steps) of the oscillation-variance windows
 OSC_TOL = 0.05
 VALIDATE_STEPS = 500     # CF steps re-run with a residual-driven eigensolver
+ONSET_FAILURE = expected_failure(
+    "modelling limit: the central flow holds eta S at 2 from the first crossing and models the time average of a "
+    "settled oscillation; GD's onset is a damped saw-tooth (eta S up to 2.7, loss spikes) that the flow does not "
+    "follow (Cohen et al. 2025 say so; docs/flows.md section 10). On this draw it lasts until step ~1500, inside the "
+    "post-onset window at both budgets")
 
 
 class Cohen2025(Theorem):
@@ -58,10 +63,11 @@ class Cohen2025(Theorem):
                  "time-averaged GD loss equals L(w) + (1/2)<Sigma, H>. With one critical eigenvalue Sigma = sigma^2 u "
                  "u^T, sigma^2 = max(0, 2<-grad L, grad S>/||grad S||^2): projected gradient flow on {S <= 2/eta}.")
     hypotheses = ("full-batch GD, float64, eta S(w_0) < 2", "critical eigenvalues tracked: top k Hessian eigenpairs")
+    seed = 0
 
     def run(self, budget="quick"):
         E, w0 = cpu_mlp()
-        steps, k = STEPS[budget], K[budget]
+        steps, k = by_budget(budget, STEPS["quick"], STEPS["full"]), by_budget(budget, K["quick"], K["full"])
         taus = np.arange(0, steps + 1.0)
         W = simulate(GradientDescent(E, ETA), w0, ETA * taus).ys
         loss = np.asarray(jax.vmap(E)(W))
@@ -91,10 +97,12 @@ class Cohen2025(Theorem):
         A = float(2.0 / ETA - lam[0] - (1.0 / cf1.substeps) * (D[0, 0] @ (-ETA * g)))
         sdcp = float(solve_sdcp(jnp.array([[A]]), jnp.array([[B]]), jnp.array([True]))[0, 0])
         return {"steps": steps, "k": k, "loss": loss, "saved": saved, "d_cf": distance_to_gd(W, W_cf),
-                "d_gf": distance_to_gd(W, W_gf), "predicted": predicted, "eta_lambda": eta_lam, "trace_sigma": trace_sigma,
+                "d_gf": distance_to_gd(W, W_gf), "predicted": predicted, "eta_lambda": eta_lam,
+                "trace_sigma": trace_sigma,
                 "half_step2": np.asarray(0.25 * jnp.sum((W[1:] - W[:-1]) ** 2, axis=1)),
                 "delta2": np.asarray(jnp.sum((W - W_cf) ** 2, axis=1)),
-                "cf_seconds": cf_seconds, "solver_gap": solver_gap, "dense_check": dense, "pick": pick, "eta_s_gf": ETA * sharpness_along(E, W_gf[saved[:-1]], steps=LANCZOS_STEPS),
+                "cf_seconds": cf_seconds, "solver_gap": solver_gap, "dense_check": dense, "pick": pick,
+                "eta_s_gf": ETA * sharpness_along(E, W_gf[saved[:-1]], "lanczos", LANCZOS_STEPS),
                 "X1": float(X[0, 0]), "sigma2": sigma2, "lam1": float(lam[0]), "B": B, "A": A, "sdcp": sdcp,
                 "scalar": float(central_flow_scalar(A, B))}
 
@@ -117,54 +125,69 @@ class Cohen2025(Theorem):
         predicted_x = ev["sigma2"] + (ev["lam1"] - 2 / ETA) / ev["B"]
         lo = int(steps * (1 - LATE_FRACTION))
         lanczos = ev["eta_lambda"][np.searchsorted(t, ev["pick"])]
+        average_why = ("the paper's time-average prediction; 5% = docs/flows.md section 10's tolerance for a Gaussian "
+                       f"average (sigma {SMOOTH:g} steps) of a loss still oscillating at the EoS, not fit to this run")
         return [
-            Claim(f"CF predictions' eigenpairs (LOBPCG) vs dense eigh, eta lambda_1..{ev['k']} at {CHECKS} CF states",
-                  float(np.max(np.abs(lanczos - ev["dense_check"]))), EIG_TOL, kind="max",
-                  note="max abs gap; independent check of the eigenvalues behind the predictions"),
-            Claim(f"CF with warm {LANCZOS_STEPS_CF}-step Lanczos vs CF with LOBPCG to residual 1e-9, max |w| gap",
-                  ev["solver_gap"], EIG_TOL, kind="max",
-                  note=f"steps 0-{VALIDATE_STEPS} (through the onset); validates the cheap eigensolver of the main run"),
-            Claim("late-window max ||GD_mid - CF|| / ||GD_mid - GF||", ratio, RATIO_MAX, kind="max",
-                  note=(f"flows.md 10, steps {lo}-{steps}, all steps, flows at tau = k + 1/2; CF k = {ev['k']}, "
-                        f"Lanczos, {ev['cf_seconds']:.0f} s")),
-            Claim("predicted loss vs Gaussian-smoothed GD loss (sigma 50 steps), max rel error, late window",
-                  float(np.max(rel[settled])), LOSS_TOL, kind="max",
-                  note=f"flows.md 10 prediction 2, steps {lo}-{steps - 2 * SMOOTH:.0f} (edges of 2 sigma cut)"),
-            Claim("predicted loss vs smoothed GD loss, max rel error from onset on", float(np.max(rel[after])),
-                  LOSS_TOL, kind="max",
-                  note=f"flows.md 10; onset tau = {onset:.0f}; worst at step {worst}",
-                  known_failure=("the central flow holds S at 2/eta and does not model GD's damped oscillation at "
-                                 "the onset (loss spikes; Cohen et al. 2025 and flows.md 10 say so); on this draw it "
-                                 "lasts until step ~1500, the reference draw's settles by ~700")),
-            Claim("oscillation: windowed mean ||w_k - (w_k + w_k+1)/2||^2 vs tr Sigma(CF), max rel error, late window",
-                  osc_err, OSC_TOL, kind="max",
-                  note=(f"flows.md 10 prediction 4, +-{OSC_WINDOW}-step windows; the oscillation is measured about GD's "
-                        "own midpoints: the spec's E||w_GD(k) - w_CF(k)||^2 also holds the offset the onset left "
-                        f"between GD and CF ({np.sqrt(delta2.mean()):.3f} rms vs oscillation "
-                        f"{np.sqrt(oscillation.mean()):.3f})")),
-            Claim("max eta lambda_1(CF)", float(np.max(ev["eta_lambda"][:, 0])), ETA_LAMBDA_MAX, kind="max",
-                  note="flows.md 10 prediction 3"),
-            Claim("k = 1: CF's X vs sigma^2 + (lambda - 2/eta)/B (closed form, grad S = T[u,u])", ev["X1"],
-                  predicted_x, SCALAR_TOL, kind="rel",
-                  note=(f"at the last CF state; sigma^2 = {ev['sigma2']:.6g}, eta lambda = {ETA * ev['lam1']:.6g}; "
-                        f"solve_sdcp {ev['sdcp']:.10g} vs max(0, -A/B) {ev['scalar']:.10g}")),
+            claims.bound(f"CF predictions' eigenvalues (warm Lanczos) vs dense eigh, eta lambda_1..{ev['k']} at "
+                         f"{CHECKS} CF states, max abs gap", float(np.max(np.abs(lanczos - ev["dense_check"]))),
+                         EIG_TOL, role="consistency",
+                         why="dense eigh is exact to ~1e-15 on 433 parameters, so the gap is the cheap solver's error; "
+                             "1e-8 is dynamics' float64 eigen-residual tolerance"),
+            claims.bound(f"CF with warm {LANCZOS_STEPS_CF}-step Lanczos vs CF with LOBPCG to residual 1e-9, max |w| "
+                         "gap",
+                         ev["solver_gap"], EIG_TOL, role="consistency",
+                         why="two eigensolvers driving the same flow; LOBPCG's residual 1e-9 bounds its own error, so "
+                             "a gap above 1e-8 would be the cheap solver's",
+                         note=f"steps 0-{VALIDATE_STEPS} (through the onset); validates the main run's eigensolver"),
+            claims.bound("late-window max ||GD_mid - CF|| / ||GD_mid - GF||", ratio, RATIO_MAX,
+                         why="the paper: the CF tracks GD's time average far better than GF (<<); 0.3 is docs/flows.md "
+                             "section 10's reading of <<, independent of this run",
+                         note=(f"docs/flows.md section 10, steps {lo}-{steps}, all steps, flows at tau = k + 1/2; "
+                               f"CF k = {ev['k']}, Lanczos, {ev['cf_seconds']:.0f} s")),
+            claims.bound("predicted loss vs Gaussian-smoothed GD loss (sigma 50 steps), max rel error, late window",
+                         float(np.max(rel[settled])), LOSS_TOL, why=average_why,
+                         note=f"docs/flows.md section 10 prediction 2, steps {lo}-{steps - 2 * SMOOTH:.0f} (edges of "
+                              "2 sigma cut)"),
+            claims.bound("predicted loss vs smoothed GD loss, max rel error from onset on", float(np.max(rel[after])),
+                         LOSS_TOL, why=average_why, xfail=ONSET_FAILURE,
+                         note=f"docs/flows.md section 10; onset tau = {onset:.0f}; worst at step {worst}"),
+            claims.bound("oscillation: windowed mean ||w_k - (w_k + w_k+1)/2||^2 vs tr Sigma(CF), max rel error, late "
+                         "window", osc_err, OSC_TOL,
+                         why="the paper's oscillation-variance prediction; 5% as for the loss average (windows of "
+                             f"{2 * OSC_WINDOW} steps of an oscillating quantity)",
+                         note=(f"docs/flows.md section 10 prediction 4, +-{OSC_WINDOW}-step windows; the oscillation "
+                               "is measured about GD's own midpoints: E||w_GD(k) - w_CF(k)||^2 also holds the offset "
+                               f"the onset left between GD and CF ({np.sqrt(delta2.mean()):.3f} rms vs oscillation "
+                               f"{np.sqrt(oscillation.mean()):.3f})")),
+            claims.bound("max eta lambda_1(CF)", float(np.max(ev["eta_lambda"][:, 0])), ETA_LAMBDA_MAX,
+                         why="prediction 3: the CF holds eta lambda <= 2; 0.5% allows the Euler substeps' (dt = 1/4) "
+                             "overshoot within a substep",
+                         note="docs/flows.md section 10 prediction 3"),
+            claims.identity("k = 1: CF's X vs sigma^2 + (lambda - 2/eta)/B (closed form, grad S = T[u,u])", ev["X1"],
+                            predicted_x, SCALAR_TOL, relative=True, role="consistency",
+                            why="the JAX SDCP solver agrees with a host QP to 4.5e-10 "
+                                "(benchmarks/central_flow_sdcp.py); 1e-8 relative covers it",
+                            note=(f"at the last CF state; sigma^2 = {ev['sigma2']:.6g}, eta lambda = "
+                                  f"{ETA * ev['lam1']:.6g}; solve_sdcp {ev['sdcp']:.10g} vs max(0, -A/B) "
+                                  f"{ev['scalar']:.10g}")),
         ]
 
     def figure(self, ev):
         t, k = ev["saved"], np.arange(ev["steps"]) + 0.5
-        fig, ax = plt.subplots(1, 3, figsize=(15, 4))
-        ax[0].semilogy(k, ev["d_cf"], label="||GD_mid - CF||")
-        ax[0].semilogy(k, ev["d_gf"], label="||GD_mid - GF||")
-        ax[0].set(xlabel="step", ylabel="distance", title="distances to GD midpoints")
+        fig, ax = figures.panels(self, 3, width=5.0, height=4.0)
+        ax[0].plot(k, ev["d_cf"], label=r"$\|GD_{mid} - CF\|$")
+        ax[0].plot(k, ev["d_gf"], label=r"$\|GD_{mid} - GF\|$")
+        figures.axes_style(ax[0], "k", "distance", logy=True, title="distances to GD midpoints")
         ax[0].legend()
         ax[1].plot(t, ev["eta_lambda"][:, 0], label="CF")
         ax[1].plot(t[:-1] + 0.5, ev["eta_s_gf"], "k--", label="GF")
-        ax[1].axhline(2.0, color="r", lw=0.8, label="2")
-        ax[1].set(xlabel="step", ylabel="eta lambda_1", title="sharpness", ylim=(0, 6))
+        figures.reference_line(ax[1], y=2.0, color="r", label="2")
+        figures.axes_style(ax[1], "k", "eta_lambda", title="sharpness")
+        ax[1].set_ylim(0, 6)
         ax[1].legend()
-        ax[2].semilogy(ev["loss"], lw=0.5, label="GD loss")
-        ax[2].semilogy(gaussian_filter1d(ev["loss"], SMOOTH, mode="nearest"), label="GD smoothed (50)")
-        ax[2].semilogy(t, ev["predicted"], "--", label="CF predicted")
-        ax[2].set(xlabel="step", ylabel="loss", title="loss")
+        ax[2].plot(ev["loss"], lw=0.5, label="GD loss")
+        ax[2].plot(gaussian_filter1d(ev["loss"], SMOOTH, mode="nearest"), label="GD smoothed (50)")
+        ax[2].plot(t, ev["predicted"], "--", label="CF predicted")
+        figures.axes_style(ax[2], "k", "loss", logy=True, title="loss")
         ax[2].legend()
         return fig

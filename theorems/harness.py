@@ -1,4 +1,17 @@
-"""Executable theorems: metadata, run(budget) -> evidence, check(evidence) -> claims, figure(evidence)."""
+"""Executable theorems: metadata, run(budget) -> evidence, check(evidence) -> claims, figure(evidence).
+
+A verdict is worth something only if it could have come out the other way, so every `Claim` states its role and,
+where it has a tolerance, why the tolerance is what it is:
+
+- role "theorem": a quantitative prediction of the paper (or of the mathematics it rests on) measured on a run;
+  these decide whether the theorem holds here;
+- role "consistency": a check of the instrument itself (a solver residual, two independent algorithms agreeing).
+
+A claim that holds by construction of the code it tests is not a claim (it belongs in a unit test). A claim known
+to fail for a stated, understood reason carries `expected_failure(reason, budgets)`: it is reported as XFAIL where
+it fails as expected, and as XPASS -- which fails the run -- where it passes unexpectedly, so the reason is
+re-examined instead of kept by habit.
+"""
 
 import dataclasses
 import math
@@ -7,6 +20,27 @@ import time
 import numpy as np
 
 BUDGETS = ("quick", "full")
+ROLES = ("theorem", "consistency")
+KINDS = ("abs", "rel", "max", "min", "range", "true")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpectedFailure:
+    """Why a claim is expected to fail, and at which budgets (elsewhere it must pass)."""
+
+    reason: str
+    budgets: tuple = BUDGETS
+
+    def applies(self, budget):
+        return budget in self.budgets
+
+
+def expected_failure(reason, budgets=BUDGETS):
+    """An `ExpectedFailure` with a non-empty reason, scoped to ``budgets`` (a subset of `BUDGETS`)."""
+    budgets = (budgets,) if isinstance(budgets, str) else tuple(budgets)
+    if not reason or not budgets or any(b not in BUDGETS for b in budgets):
+        raise ValueError(f"expected_failure needs a reason and budgets among {BUDGETS}, got {reason!r}, {budgets}")
+    return ExpectedFailure(reason, budgets)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,9 +50,9 @@ class Claim:
     "abs": |measured - expected| <= tolerance;  "rel": |measured - expected| <= tolerance |expected|;
     "max": measured <= expected (tolerance unused);  "min": measured >= expected;
     "range": expected[0] <= measured <= expected[1];  "true": bool(measured).
-    ``known_failure``: the reason a claim is expected to fail (a spec threshold shown not to apply, with the
-    evidence in the note). Such a claim still counts as failed in the verdict and the exit status; the tests
-    accept it only because the reason is stated, and reports mark it "KNOWN FAIL".
+    ``role``: "theorem" or "consistency" (see the module docstring). ``why``: one line justifying the tolerance or
+    threshold from the theory or from a measured error of an independent computation. ``expected_failure``: an
+    `ExpectedFailure` (the claim's status then depends on the budget, see `status`).
     """
 
     name: str
@@ -27,7 +61,15 @@ class Claim:
     tolerance: float = 0.0
     kind: str = "abs"
     note: str = ""
-    known_failure: str = ""
+    role: str = "theorem"
+    why: str = ""
+    expected_failure: ExpectedFailure = None
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown claim kind {self.kind!r}; one of {KINDS}")
+        if self.role not in ROLES:
+            raise ValueError(f"unknown claim role {self.role!r}; one of {ROLES}")
 
     @property
     def passed(self):
@@ -37,7 +79,7 @@ class Claim:
         m, e, tol = self.measured, self.expected, self.tolerance
         if self.kind == "true":
             return bool(m)
-        if m is None or (isinstance(m, float) and not math.isfinite(m)):
+        if m is None or (isinstance(m, (float, np.floating)) and not math.isfinite(m)):
             return False
         if self.kind == "abs":
             return abs(m - e) <= tol
@@ -47,9 +89,19 @@ class Claim:
             return m <= e
         if self.kind == "min":
             return m >= e
-        if self.kind == "range":
-            return e[0] <= m <= e[1]
-        raise ValueError(f"unknown claim kind {self.kind!r}")
+        return e[0] <= m <= e[1]
+
+    def expects_failure(self, budget):
+        return self.expected_failure is not None and self.expected_failure.applies(budget)
+
+    def status(self, budget="quick"):
+        """PASS, FAIL, XFAIL (failed as expected at this budget) or XPASS (passed where a failure was expected)."""
+        if self.expects_failure(budget):
+            return "XPASS" if self.passed else "XFAIL"
+        return "PASS" if self.passed else "FAIL"
+
+    def ok(self, budget="quick"):
+        return self.status(budget) in ("PASS", "XFAIL")
 
     def expected_text(self):
         e, tol = self.expected, self.tolerance
@@ -58,16 +110,12 @@ class Claim:
         return {"abs": f"{_fmt(e)} ± {_fmt(tol)}", "rel": f"{_fmt(e)} ± {tol:.0e} rel",
                 "max": f"<= {_fmt(e)}", "min": f">= {_fmt(e)}", "true": "true"}[self.kind]
 
-    def as_dict(self):
+    def as_dict(self, budget="quick"):
+        ef = self.expected_failure
         return {"name": self.name, "measured": _jsonable(self.measured), "expected": _jsonable(self.expected),
-                "tolerance": self.tolerance, "kind": self.kind, "passed": self.passed, "note": self.note,
-                "known_failure": self.known_failure}
-
-    @property
-    def status(self):
-        if self.passed:
-            return "PASS"
-        return "KNOWN FAIL" if self.known_failure else "FAIL"
+                "tolerance": self.tolerance, "kind": self.kind, "role": self.role, "why": self.why,
+                "passed": self.passed, "status": self.status(budget), "note": self.note,
+                "expected_failure": None if ef is None else {"reason": ef.reason, "budgets": list(ef.budgets)}}
 
 
 def _fmt(x):
@@ -95,13 +143,16 @@ class Theorem:
     """Base class. Subclasses set the metadata and implement run, check and figure.
 
     id: short identifier ("soudry2018"); reference: authors, title, venue, year; statement: one
-    paragraph; hypotheses: list of assumptions the experiment must satisfy (checked in run).
+    paragraph; hypotheses: list of assumptions the experiment must satisfy (checked in run); seed: the
+    PRNG seed of its data and runs (recorded with saved evidence). ``check`` must work on evidence saved
+    and loaded back (`theorems.evidence`): NumPy arrays, numbers, strings, lists, tuples and dicts.
     """
 
     id = ""
     reference = ""
     statement = ""
     hypotheses = ()
+    seed = None
 
     def run(self, budget="quick"):
         raise NotImplementedError
@@ -120,36 +171,59 @@ class Verdict:
     claims: list
     seconds: float
     figure: str = None
+    budget: str = "quick"
 
     @property
     def passed(self):
-        return all(c.passed for c in self.claims)
+        """Every claim passes, or fails as expected at this budget (no FAIL, no XPASS)."""
+        return all(c.ok(self.budget) for c in self.claims)
+
+    def counts(self):
+        statuses = [c.status(self.budget) for c in self.claims]
+        return {s: statuses.count(s) for s in ("PASS", "FAIL", "XFAIL", "XPASS")}
 
     def as_dict(self):
-        return {"id": self.id, "reference": self.reference, "passed": self.passed, "seconds": self.seconds,
-                "figure": self.figure, "claims": [c.as_dict() for c in self.claims]}
+        return {"id": self.id, "reference": self.reference, "budget": self.budget, "passed": self.passed,
+                "seconds": self.seconds, "figure": self.figure,
+                "claims": [c.as_dict(self.budget) for c in self.claims]}
 
 
-def verify(theorem, budget="quick", figures_dir=None):
-    """Run, check and (optionally) draw one theorem; returns its `Verdict`."""
+def draw(theorem, evidence, figures_dir):
+    """Save the theorem's figure as figures_dir/<id>.png; returns the path."""
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(figures_dir, exist_ok=True)
+    fig = theorem.figure(evidence)
+    path = os.path.join(figures_dir, f"{theorem.id}.png")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def judge(theorem, evidence, budget, seconds, figures_dir=None):
+    """The `Verdict` of ``theorem`` on ``evidence`` (check, and draw when figures_dir is given)."""
+    if budget not in BUDGETS:
+        raise ValueError(f"budget must be one of {BUDGETS}, got {budget!r}")
+    claims = list(theorem.check(evidence))
+    path = None if figures_dir is None else draw(theorem, evidence, figures_dir)
+    return Verdict(id=theorem.id, reference=theorem.reference, claims=claims, seconds=seconds, figure=path,
+                   budget=budget)
+
+
+def verify(theorem, budget="quick", figures_dir=None, evidence_dir=None):
+    """Run, check and (optionally) draw one theorem and save its evidence; returns its `Verdict`."""
     if budget not in BUDGETS:
         raise ValueError(f"budget must be one of {BUDGETS}, got {budget!r}")
     start = time.perf_counter()
     evidence = theorem.run(budget)
-    claims = list(theorem.check(evidence))
     seconds = time.perf_counter() - start
-    path = None
-    if figures_dir is not None:
-        import os
+    if evidence_dir is not None:
+        from .evidence import save_evidence
 
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        os.makedirs(figures_dir, exist_ok=True)
-        fig = theorem.figure(evidence)
-        path = os.path.join(figures_dir, f"{theorem.id}.png")
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-    return Verdict(id=theorem.id, reference=theorem.reference, claims=claims, seconds=seconds, figure=path)
+        save_evidence(evidence_dir, theorem, evidence, budget, seconds)
+    return judge(theorem, evidence, budget, seconds, figures_dir)

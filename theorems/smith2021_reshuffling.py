@@ -1,4 +1,4 @@
-"""Smith, Dherin, Barrett, De (2021): the modified loss of SGD with random reshuffling (flows.md section 3).
+"""Smith, Dherin, Barrett, De (2021): the modified loss of SGD with random reshuffling (docs/flows.md section 3).
 
 Setup: N examples, batch size B, m = N/B batches of a fixed partition, batch-mean losses C_k,
 C = (1/m) sum_k C_k. One epoch: w_{j+1} = w_j - eps grad C_{sigma(j)}(w_j), j = 0..m-1, sigma a
@@ -12,10 +12,10 @@ O(eps^2) term per epoch. Averaged over random partitions (sampling without repla
 E[(1/m) sum_k ||grad C_k - grad C||^2] = (N - B)/(B (N - 1)) Gamma, Gamma = (1/N) sum_i ||grad C_i -
 grad C||^2, so E[C_SGD] = C + (eps/4)||grad C||^2 + (eps/4)(N - B)/(B(N - 1)) Gamma.
 
-Data: linear regression C_i(w) = (x_i.w - y_i)^2/2 in R^3, the first N rows of X = 0.7 Z, y = X b + 0.5 e
-with Z (8 x 3), b (3), e (8) drawn in that order from numpy.random.default_rng(0); w(0) = 0. The
-epochs are enumerated exactly (all m! orders of the partition {0,1}, {2,3}, {4,5}); no Monte Carlo.
-The experiment is exact and tiny, so the quick and full budgets run the same thing.
+Data: linear regression C_i(w) = (x_i.w - y_i)^2/2 in R^3, dataset "flows_reshuffling_regression" (the first N
+rows of a fixed 8-example set); w(0) = 0. The epochs are enumerated exactly (all m! orders of the partition
+{0,1}, {2,3}, {4,5}); no Monte Carlo. The experiment is exact and tiny, so the quick and full budgets run the
+same thing.
 """
 
 import itertools
@@ -23,32 +23,30 @@ import itertools
 import diffrax
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 
 from dynamics import (GradientFlow, gradient_noise, igr_loss, partition_averaged_modified_loss,
                       reshuffling_modified_loss, simulate)
-from dynamics.predictions import loglog_slope, require_step_below
+from dynamics.predictions import require_step_below
 
-from .harness import Claim, Theorem
+from .common import claims, datasets, figures
+from .harness import Theorem
 
-DATA_SEED, N_MAX, DIM, SCALE, NOISE = 0, 8, 3, 0.7, 0.5
+DATA_SEED, DIM = 0, 3
 N, BATCH = 6, 2
 EPS = np.array([0.04, 0.02, 0.01, 0.005])
 #: (N, B) pairs whose partitions are all enumerated for the partition-average identities.
 PARTITION_CASES = ((6, 2), (6, 3), (8, 2), (8, 4))
-FLOWS = ("GF on C", "IGR: C + (eps/4)|grad C|^2", "C_SGD")
+#: (name, mathtext label, predicted order of the epoch error, what the flow misses).
+FLOWS = (("GF on C", r"GF on $C$", 2, "the whole O(eps^2) epoch drift"),
+         ("IGR: C + (eps/4)|grad C|^2", r"IGR: $C + \frac{\epsilon}{4}\|\nabla C\|^2$", 2,
+          "the O(eps^2) minibatch-variance part of the drift"),
+         ("C_SGD", r"$\tilde C_{SGD}$", 3, "nothing at O(eps^2): the mean over orders is matched to O(m^3 eps^3)"))
 FLOW_TOL = {"rtol": 1e-13, "atol": 1e-15}
-#: BEA regime (flows.md section 1): eps * lambda_max(grad^2 C_k) below this for every batch.
+#: BEA regime (docs/flows.md section 1): eps * lambda_max(grad^2 C_k) below this for every batch.
 STEP_FRACTION = 0.1
-
-
-def dataset(n=N):
-    """(X, y): the first n rows of the fixed 8-example regression set of the module docstring."""
-    rng = np.random.default_rng(DATA_SEED)
-    X = SCALE * rng.normal(size=(N_MAX, DIM))
-    y = X @ rng.normal(size=DIM) + NOISE * rng.normal(size=N_MAX)
-    return X[:n], y[:n]
+#: exact identities summed over at most 105 partitions of O(1) terms: float64 rounding is ~1e-14.
+IDENTITY_TOL = 1e-12
 
 
 def batch_loss(X, y, idx):
@@ -103,10 +101,10 @@ def flow_endpoints(modified, w0, eps, m):
 def partition_identities(n, b, eps, points):
     """Enumerate all partitions of n examples into batches of size b, at each point w:
 
-    variance: (avg over partitions of (1/m) sum_k ||grad C_k - grad C||^2, (N-B)/(B(N-1)) Gamma)
+    variance: (avg over partitions of (1/m) sum_k ||grad C_k - grad C||^2 (numpy), (N-B)/(B(N-1)) Gamma (autodiff))
     modified: (avg over partitions of reshuffling_modified_loss - C, partition_averaged_modified_loss - C)
     """
-    X, y = dataset(n)
+    X, y = datasets.dataset("flows_reshuffling_regression", seed=DATA_SEED, n=n)
     parts = partitions(n, b)
     Xj, yj = jnp.asarray(X), jnp.asarray(y)
 
@@ -152,9 +150,10 @@ class Smith2021(Theorem):
         "is about the mean over orders after one epoch, computed exactly by enumerating all m! orders.",
         "B divides N (partitions into equal batches).",
     )
+    seed = DATA_SEED
 
     def run(self, budget="quick"):
-        X, y = dataset(N)
+        X, y = datasets.dataset("flows_reshuffling_regression", seed=DATA_SEED, n=N)
         m = N // BATCH
         batches = np.arange(N).reshape(m, BATCH)
         curvature = max(np.linalg.eigvalsh(X[k].T @ X[k] / BATCH).max() for k in batches)
@@ -174,7 +173,7 @@ class Smith2021(Theorem):
             "errors": np.array([np.linalg.norm(e - mean_end, axis=1) for e in ends]),            # (flow, eps)
             "order_errors": np.linalg.norm(order_ends - ends[2][:, None, :], axis=2),            # (eps, orders)
         }
-        points = np.stack([np.zeros(DIM), np.random.default_rng(DATA_SEED + 1).normal(size=DIM)])
+        points = np.stack([np.zeros(DIM), datasets.dataset("flows_normal_points", seed=DATA_SEED + 1, shape=DIM)])
         for n, b in PARTITION_CASES:
             count, rows = partition_identities(n, b, EPS[0], points)
             evidence[f"partitions_{n}_{b}"] = count
@@ -182,48 +181,54 @@ class Smith2021(Theorem):
         return evidence
 
     def check(self, ev):
-        claims = []
-        for name, errors, order in zip(FLOWS, ev["errors"], (2, 2, 3)):
-            fit = loglog_slope(ev["eps"], errors)
-            claims.append(Claim(
-                f"{name}: slope of log |E_sigma w_m - w(m eps)| vs log eps", fit.slope, float(order), tolerance=0.15,
-                note=f"errors {errors[0]:.2e} -> {errors[-1]:.2e} over eps {ev['eps'][0]} -> {ev['eps'][-1]} "
-                     f"(stderr {fit.slope_stderr:.1e}); flows.md section 3 accepts {order} +- 0.15 (its data: "
-                     + {2: "GF 1.8e-3 -> 2.9e-5, IGR 5.4e-4 -> 8.4e-6)", 3: "6.1e-5 -> 1.2e-7)"}[order]))
+        eps, m = ev["eps"], ev["m"]
+        scale = float(m * eps.max() * ev["curvature"])
+        out = []
+        for (name, _, order, misses), errors in zip(FLOWS, ev["errors"]):
+            out.append(claims.slope(
+                f"{name}: slope of log |E_sigma w_m - w(m eps)| vs log eps", eps, errors, float(order), 0.15,
+                claims.slope_why(order, eps, scale, "m eps lambda_max(C_k)"),
+                note=f"the flow misses {misses}; errors {errors[0]:.2e} -> {errors[-1]:.2e}"))
         for n, b in PARTITION_CASES:
             rows = ev[f"identities_{n}_{b}"]
-            variance = np.max(np.abs(rows[:, 0] - rows[:, 1]) / np.abs(rows[:, 1]))
-            modified = np.max(np.abs(rows[:, 2] - rows[:, 3]) / np.abs(rows[:, 3]))
             count = ev[f"partitions_{n}_{b}"]
-            claims += [
-                Claim(f"N={n}, B={b}: partition average of (1/m) sum_k |grad C_k - grad C|^2 vs (N-B)/(B(N-1)) Gamma",
-                      float(variance), 1e-12, kind="max",
-                      note=f"relative error, max over 2 points; all {count} partitions enumerated; Gamma from "
-                           "dynamics.gradient_noise; an algebraic identity, so round-off only"),
-                Claim(f"N={n}, B={b}: partition average of reshuffling_modified_loss vs "
-                      "partition_averaged_modified_loss", float(modified), 1e-12, kind="max",
-                      note=f"relative error of the eps-corrections (modified loss - C) at eps = {ev['eps'][0]}, "
-                           f"max over 2 points, all {count} partitions"),
+            out += [
+                claims.bound(
+                    f"N={n}, B={b}: partition average of (1/m) sum_k |grad C_k - grad C|^2 vs (N-B)/(B(N-1)) Gamma",
+                    float(np.max(np.abs(rows[:, 0] - rows[:, 1]) / np.abs(rows[:, 1]))), IDENTITY_TOL,
+                    "an exact identity [derived] computed two independent ways (numpy over all partitions, autodiff "
+                    "Gamma); float64 rounding of <= 105 partitions of O(1) terms is ~1e-14",
+                    note=f"relative error, max over 2 points; all {count} partitions enumerated"),
+                claims.bound(
+                    f"N={n}, B={b}: partition average of reshuffling_modified_loss vs partition_averaged_modified_loss",
+                    float(np.max(np.abs(rows[:, 2] - rows[:, 3]) / np.abs(rows[:, 3]))), IDENTITY_TOL,
+                    "two implementations of the same exact expectation (enumeration vs the Gamma formula); float64 "
+                    "rounding of <= 105 partitions of O(1) terms is ~1e-14", role="consistency",
+                    note=f"relative error of the eps-corrections (modified loss - C) at eps = {eps[0]}, max over 2 "
+                         f"points, all {count} partitions"),
             ]
-        return claims
+        return out
 
     def figure(self, ev):
         eps, errors = ev["eps"], ev["errors"]
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+        fig, axes = figures.panels(self, 2, width=5.6, height=4.4,
+                                   title="one SGD epoch, mean over all orders vs three flows")
         ax = axes[0]
-        for i, (name, order) in enumerate(zip(FLOWS, (2, 2, 3))):
-            ax.loglog(eps, errors[i], "o-", color=f"C{i}", label=name)
-            ax.loglog(eps, errors[i, -1] * (eps / eps[-1]) ** order, "--", lw=1, color=f"C{i}",
-                      label=f"slope {order}")
-        ax.set(xlabel="learning rate eps", ylabel="|E_sigma w_m - w(m eps)|",
-               title=f"mean of all {ev['order_errors'].shape[1]} epoch orders vs flows at t = m eps (m = {ev['m']})")
-        ax.legend(fontsize=8)
+        for i, (_, label, order, _) in enumerate(FLOWS):
+            ax.plot(eps, errors[i], "o-", color=f"C{i}", label=label)
+            ax.plot(eps, errors[i, -1] * (eps / eps[-1]) ** order, "--", lw=1, color=f"C{i}",
+                    label=rf"$\propto\epsilon^{order}$")
+        figures.axes_style(ax, r"learning rate $\epsilon$", r"$\|\mathbb{E}_\sigma w_m - w(m\epsilon)\|$",
+                           logx=True, logy=True,
+                           title=f"mean of all {ev['order_errors'].shape[1]} epoch orders, m = {ev['m']}")
+        ax.legend(fontsize=7)
         ax = axes[1]
-        ax.loglog(eps, ev["order_errors"], color="0.6", lw=1)
-        ax.loglog(eps, errors[2], "o-", color="C2", label="mean over orders")
-        ax.loglog(eps, ev["order_errors"][-1].max() * (eps / eps[-1]) ** 2, "--", lw=1, color="k", label="slope 2")
-        ax.set(xlabel="learning rate eps", ylabel="distance to the C_SGD flow at t = m eps",
-               title="single orders (grey) deviate at O(eps^2); their mean at O(eps^3)")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
+        ax.plot(eps, ev["order_errors"], color="0.6", lw=1)
+        ax.plot(eps, errors[2], "o-", color="C2", label="mean over orders")
+        ax.plot(eps, ev["order_errors"][-1].max() * (eps / eps[-1]) ** 2, "--", lw=1, color="k",
+                label=r"$\propto\epsilon^2$")
+        figures.axes_style(ax, r"learning rate $\epsilon$", r"distance to the $\tilde C_{SGD}$ flow at $t = m\epsilon$",
+                           logx=True, logy=True, title=r"single orders (grey): $O(\epsilon^2)$; their mean: "
+                           r"$O(\epsilon^3)$")
+        ax.legend(fontsize=7)
         return fig

@@ -1,34 +1,37 @@
 """Soudry, Hoffer, Nacson, Gunasekar, Srebro (2018): GD on separable data converges to the max-margin direction.
 
-Checks S1-S6 of theory/implicit-bias.md section 2, sum loss, physical time (GD iterate k at t = k lr):
-S1 direction error * log t -> C; S2 w - w_hat log t -> w_tilde (GF in log time to 1e-8, GD after 1e6
-float64 steps to 1e-4); S3 t L -> ||w_hat||^2; S4 margin gap * log t -> G; S5 degenerate data is flagged
-and its residual grows like log log t; S6 the same limit for exp/logistic losses, step sizes below the
-bound and initializations.
+Claims of docs/implicit-bias.md section 2, sum loss, physical time (GD iterate k sits at t = k lr), tau = log(1 + t):
+S1 direction error ~ C/log t and S4 margin gap ~ G/log t (1/log t extrapolations vs the closed-form C, G);
+S2 w - w_hat log t -> w_tilde exponentially in tau at the rate kappa (GF in log time); S3 t L(w(t)) -> ||w_hat||^2;
+S5 degenerate data: w_2 grows like log log t; S6 GD, whatever the step size below the bound, the initialization and
+the loss (exp, logistic): the residual to the common w_tilde is O(log t / t), with a predicted log t / t coefficient.
+
+S6 coefficient [derived here, heuristic]. Write w = w_hat log t + w_tilde + r and s = log t. The logistic tail
+-l'(u) = e^{-u} - e^{-2u} + ... and GD's modified equation dw/dt = -grad L - (lr/2) hess L grad L + O(lr^2) give
+
+    dr/ds = -A r + ((lr/2) A w_hat - b) e^{-s} + O(|r|^2 + e^{-(theta-1)s}),   A = sum_S alpha_n z_n z_n^T,
+
+with b = sum_S alpha_n^2 z_n for the logistic loss (b = 0 for exp). Since A w_hat = w_hat, the forcing resonates on
+the eigenvalue-1 eigenspace of A: when kappa = 1 (as on the axis data, A = I, theta = 2.75),
+r(t) = v1 log t / t + O(1/t) with v1 = P_1((lr/2) w_hat - b), P_1 the projector on that eigenspace.
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 import dynamics as dyn
-from dynamics.predictions import extrapolate_inverse, fit_line, gd_step_bound, require_step_below
+from dynamics.errors import InputError
+from dynamics.measure import extrapolate_inverse, fit_line
+from dynamics.predictions import gd_step_bound, require_step_below
 
-from .harness import Claim, Theorem
+from .common import by_budget, claims, datasets, figures, runs
+from .harness import Theorem
 
-SETTINGS = {  # tau_end: GF log-time horizon; gd_steps: GD iterations (float64)
-    "quick": {"tau_end": 400.0, "gd_steps": 1_000_000},
-    "full": {"tau_end": 700.0, "gd_steps": 10_000_000},  # t = e^tau must stay finite
-}
-AXIS = np.array([[1.0, 0.0], [0.0, 2.0], [2.0, 2.0], [3.0, -0.5]])  # closed form: w_tilde = (0, log 2)
-DEGENERATE = np.array([[1.0, 0.0], [1.0, 1.0]])  # support vector z_2 carries alpha_2 = 0
-
-
-def random_dataset(seed=5, n=30, d=3):
-    """Gaussian points labelled by a random hyperplane through 0 (seed 5: 3 support vectors, kappa 0.55)."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, d))
-    return X, np.sign(X @ rng.normal(size=d))
+RANDOM_SEED = 5  # gaussian_hyperplane(seed 5): 30 points in R^3, 3 support vectors, kappa = theta - 1
+GD_FRACTIONS = (0.2, 0.5, 0.9)  # GD step sizes as fractions of the theorem's bound
+GD_INITS = ((0.0, 0.0), (0.3, -1.0))
+GD_PER_DECADE = 5
+GF_TOL = {"rtol": 1e-12, "atol": 1e-14}
 
 
 def prediction(X, y, w0=None):
@@ -37,24 +40,34 @@ def prediction(X, y, w0=None):
     return solution, dyn.separable_asymptotics(solution, y[:, None] * X, w0=w0)
 
 
-def gf_log_time(loss, w0, taus, rtol=1e-12, atol=1e-14):
-    """GF in log time; saves (w, log t + log L) at tau (t = e^tau - 1)."""
-    observe = lambda t, w: (w, jnp.log(t) + loss.log_value(w))
-    traj = dyn.simulate(dyn.GradientFlow(loss), w0, np.r_[0.0, np.expm1(taus)], observe=observe,
-                        log_time=True, rtol=rtol, atol=atol)
-    w, log_tl = (np.asarray(leaf)[1:] for leaf in traj.ys)
-    return w, log_tl
-
-
-def gd_residuals(X, y, loss_name, lr, w0, steps, asymptotics, per_decade=3):
-    """||w_k - w_hat log t - w_tilde|| at log-spaced k <= steps (t = k lr), checking lr < bound first."""
+def gd_residuals(X, y, loss_name, lr, w0, steps, asymptotics, per_decade=GD_PER_DECADE):
+    """GD residual vectors w_k - w_hat log t - w_tilde at ~``per_decade`` log-spaced k in [10, steps] (t = k lr),
+    checking lr < the theorem's bound first (raises `StepSizeError`). Returns (t, residuals)."""
     loss = dyn.linear_classifier(X, y, loss_name)
     bound = gd_step_bound(np.asarray(loss.data), loss.tail, loss_at_start=float(loss(jnp.asarray(w0))))
     require_step_below(lr, bound, f"GD on the {loss_name} loss")
-    ks = np.r_[0, np.logspace(1, np.log10(steps), int(per_decade * (np.log10(steps) - 1)) + 1)]
-    traj = dyn.simulate(dyn.GradientDescent(loss, lr), jnp.asarray(w0), ks * lr)
-    w = np.asarray(traj.ys)[1:]
-    return traj.ts[1:], np.linalg.norm(w - asymptotics.predict(traj.ts[1:]), axis=1)
+    ks, w = runs.gd_saves(dyn.GradientDescent(loss, lr), jnp.asarray(w0, float),
+                          runs.geometric_steps(steps, per_decade, first=10))
+    t = ks[1:] * lr
+    return t, w[1:] - asymptotics.predict(t)
+
+
+def log_coefficient(solution, Z, lr, loss_name):
+    """v1 of the module docstring: the predicted coefficient of log t / t in GD's residual (needs kappa = 1)."""
+    S, alpha = solution.support, solution.dual[solution.support]
+    eigenvalues, vectors = np.linalg.eigh(Z[S].T @ (alpha[:, None] * Z[S]))
+    unit = vectors[:, np.abs(eigenvalues - 1.0) < 1e-9]
+    forcing = 0.5 * lr * solution.w - (Z[S].T @ alpha**2 if loss_name == "logistic" else 0.0)
+    return unit @ (unit.T @ forcing)
+
+
+def decay_rates(solution, Z):
+    """The rates of the linearized residual (docs/implicit-bias.md section 2): the positive eigenvalues of
+    Z_S^T diag(alpha) Z_S and theta_n - 1 off the support, sorted (kappa is the first)."""
+    S, alpha = solution.support, solution.dual[solution.support]
+    eigenvalues = np.linalg.eigvalsh(Z[S].T @ (alpha[:, None] * Z[S]))
+    off = np.setdiff1d(np.arange(len(Z)), S)
+    return np.sort(np.r_[eigenvalues[eigenvalues > 1e-12 * eigenvalues.max()], Z[off] @ solution.w - 1.0])
 
 
 class Soudry2018(Theorem):
@@ -70,172 +83,185 @@ class Soudry2018(Theorem):
         "margin gap like G/log t, and t L(w(t)) -> ||w_hat||^2, whatever the step size below the bound, the "
         "initialization or the loss (exp or logistic).")
     hypotheses = ("data linearly separable through the origin (LP certificate otherwise)",
-                  "non-degenerate support (alpha_n > 0 on S, rank Z_S = rank Z) for S1-S4, S6",
+                  "non-degenerate support (alpha_n > 0 on S, rank Z_S = rank Z) for S1-S4, S6; degenerate for S5",
                   "step size below the theorem's bound (2/(beta sigma_max^2); exp: 1/(L(w0) max||z||^2))",
+                  "S6 coefficient: kappa = 1 (smallest positive eigenvalue of Z_S^T diag(alpha) Z_S is 1, theta > 2)",
                   "float64; sum loss; physical time t = k lr")
 
     def run(self, budget="quick"):
-        cfg = SETTINGS[budget]
-        taus = np.unique(np.r_[np.linspace(1.0, cfg["tau_end"], 160), 20.0, 40.0, 80.0])
-        evidence = {"taus": taus}
-        datasets = {"axis": (AXIS, np.ones(len(AXIS))), "random": random_dataset()}
-        for name, (X, y) in datasets.items():
+        tau_end = by_budget(budget, 400.0, 700.0)  # GF log-time horizon (t = e^tau must stay finite)
+        gd_steps = by_budget(budget, 1_000_000, 10_000_000)
+        taus = np.unique(np.r_[np.linspace(1.0, 60.0, 119), np.linspace(60.0, tau_end, 121)])
+        evidence = {"taus": taus, "logt": np.log(np.expm1(taus))}
+        for name, (X, y) in {"axis": datasets.dataset("axis_closed_form"),
+                             "random": datasets.dataset("gaussian_hyperplane", seed=RANDOM_SEED)}.items():
             solution, asy = prediction(X, y)
-            w, log_tl = gf_log_time(dyn.linear_classifier(X, y, "exp"), jnp.zeros(X.shape[1]), taus)
+            loss = dyn.linear_classifier(X, y, "exp")
+            w, log_tl = runs.gf_log_time(loss, jnp.zeros(X.shape[1]), taus,
+                                         observe=lambda t, w, loss=loss: (w, jnp.log(t) + loss.log_value(w)), **GF_TOL)
             Z = y[:, None] * X
-            logt = np.log(np.expm1(taus))
-            evidence[name] = {
-                "w": w, "log_tl": log_tl, "logt": logt, "w_hat": solution.w, "w_tilde": asy.w_tilde,
-                "C": asy.direction_constant, "G": asy.margin_constant, "kappa": asy.kappa,
-                "norm2": float(solution.w @ solution.w),
-                "direction_error": dyn.direction_error(w, solution.w),
-                "margin_gap": solution.margin - dyn.normalized_margin(w, Z),
-                "residual": np.linalg.norm(w - asy.predict(np.expm1(taus)), axis=1),
-            }
+            evidence[name] = {"Z": Z, "w": w, "log_tl": log_tl, "w_hat": solution.w, "w_tilde": asy.w_tilde,
+                              "C": asy.direction_constant, "G": asy.margin_constant, "kappa": asy.kappa,
+                              "rates": decay_rates(solution, Z), "norm2": float(solution.w @ solution.w)}
         evidence["degenerate"] = self._degenerate(taus)
-        evidence["gd"] = self._invariance(cfg["gd_steps"])
+        evidence["gd"] = self._invariance(gd_steps)
         return evidence
 
     @staticmethod
     def _degenerate(taus):
-        X, y = DEGENERATE, np.ones(2)
+        X, y = datasets.dataset("degenerate_support")
         solution = dyn.max_margin(X, y)
-        try:
-            dyn.separable_asymptotics(solution, X)
-            refused = False
-        except dyn.DynamicsError:
-            refused = True
-        w, _ = gf_log_time(dyn.linear_classifier(X, y, "exp"), jnp.zeros(2), taus)
-        return {"flagged": bool(solution.degenerate and 1 in solution.degenerate_support),
-                "refined_limit_refused": refused, "w2": w[:, 1], "loglogt": np.log(np.log(np.expm1(taus)))}
+        if not solution.degenerate:
+            raise InputError("S5 needs degenerate data (a support vector with alpha = 0)")
+        w = runs.gf_log_time(dyn.linear_classifier(X, y, "exp"), jnp.zeros(2), taus, **GF_TOL)
+        return {"w2": w[:, 1]}
 
     @staticmethod
     def _invariance(steps):
-        """GD on the axis data: exp/logistic, lr at 0.2/0.5/0.9 of the bound, w0 = 0 or (0.3, -1)."""
-        X, y = AXIS, np.ones(len(AXIS))
-        runs = []
-        for w0 in (np.zeros(2), np.array([0.3, -1.0])):
-            _, asy = prediction(X, y, w0)
+        """GD on the axis data: exp/logistic, lr at GD_FRACTIONS of the bound, w0 in GD_INITS."""
+        X, y = datasets.dataset("axis_closed_form")
+        Z = y[:, None] * X
+        runs_ = []
+        for w0 in map(np.array, GD_INITS):
+            solution, asy = prediction(X, y, w0)
+            if abs(asy.kappa - 1.0) > 1e-9 or solution.gap <= 2.0:
+                raise InputError(f"S6 needs kappa = 1 and theta > 2, got kappa = {asy.kappa}, theta = {solution.gap}")
             for loss_name in ("logistic", "exp"):
                 loss = dyn.linear_classifier(X, y, loss_name)
                 bound = gd_step_bound(np.asarray(loss.data), loss.tail, loss_at_start=float(loss(jnp.asarray(w0))))
-                for fraction in (0.2, 0.5, 0.9):
-                    ts, residual = gd_residuals(X, y, loss_name, fraction * bound, w0, steps, asy)
-                    earlier = int(np.argmin(np.abs(ts - ts[-1] / 100.0)))
-                    runs.append({"loss": loss_name, "fraction": fraction, "w0": w0.tolist(), "lr": fraction * bound,
-                                 "ts": ts, "residual": residual, "decay": residual[earlier] / residual[-1]})
-        return {"steps": steps, "runs": runs}
+                for fraction in GD_FRACTIONS:
+                    lr = fraction * bound
+                    t, r = gd_residuals(X, y, loss_name, lr, w0, steps, asy)
+                    runs_.append({"loss": loss_name, "fraction": fraction, "w0": w0.tolist(), "lr": lr, "t": t,
+                                  "r": r, "v1": log_coefficient(solution, Z, lr, loss_name)})
+        return {"steps": steps, "theta": float(solution.gap), "runs": runs_}
 
     def check(self, ev):
-        taus = ev["taus"]
-        claims = []
-        late = taus >= 50.0
-        end = -1
+        taus, T = ev["taus"], ev["logt"]
+        out = []
+        late = taus >= 50.0  # the 1/log t extrapolation window, fixed with the horizon
         for name in ("axis", "random"):
             e = ev[name]
-            T = e["logt"]
-            direction_limit = extrapolate_inverse(T[late], e["direction_error"][late] * T[late])
-            margin_limit = extrapolate_inverse(T[late], e["margin_gap"][late] * T[late]).intercept
-            tau40 = int(np.argmin(np.abs(taus - 40.0)))
-            # residual ~ A exp(-kappa tau): check 1e-8 where exp(-kappa tau) <= 1e-13, leaving room for A
-            tau_tight = int(np.argmin(np.abs(taus - max(40.0, 30.0 / e["kappa"]))))
-            decaying = (e["residual"] > 1e-9) & (taus >= 5.0)
-            rate = -fit_line(taus[decaying], np.log(e["residual"][decaying])).slope
-            if name == "axis":  # the spec's reference case: 1% at tau >= 80 (theory 2, reference case 1)
-                claims += [Claim(f"S1 axis: direction error * log t at tau={taus[i]:.0f}",
-                                 float(e["direction_error"][i] * T[i]), e["C"], 1e-2, "rel",
-                                 "C = ||P_w_hat^perp w_tilde|| / ||w_hat|| = 0.8 log 2; spec: 1% at tau >= 80")
-                           for i in (int(np.argmin(np.abs(taus - 80.0))), end)]
-            claims += [
-                Claim(f"S1 {name}: 1/log t extrapolation of error * log t", direction_limit.intercept, e["C"], 1e-2,
-                      "rel", f"fit c0 + c1/log t over tau >= 50 (c1 = {direction_limit.slope:.3g}: the O(1/log t) "
-                      "correction; direct values converge at that rate)"),
-                Claim(f"S2 {name}: decay rate of ||w - w_hat log t - w_tilde|| in tau", float(rate), e["kappa"], 5e-2,
-                      "rel", "kappa = min(lambda+_min(Z_S^T diag(alpha) Z_S), theta - 1); fit where residual > 1e-9"),
-                Claim(f"S2 {name}: GF ||w - w_hat log t - w_tilde|| at tau={taus[tau_tight]:.0f}",
-                      float(e["residual"][tau_tight]), 1e-8, kind="max",
-                      note=f"residual ~ A exp(-kappa tau), kappa = {e['kappa']:.3g}; checked at tau >= max(40, 30/kappa)"),
-                Claim(f"S3 {name}: t L(w(t)) / ||w_hat||^2 - 1 at tau={taus[tau40]:.0f}",
-                      float(np.expm1(e["log_tl"][tau40] - np.log(e["norm2"]))), 0.0, 1e-6, "abs",
-                      "spec: to 1e-6 at tau >= 20 (sum loss)"),
-                Claim(f"S4 {name}: 1/log t extrapolation of margin gap * log t", float(margin_limit), e["G"], 1e-2, "rel",
-                      "G = (sum_S alpha_n z_n.w_tilde / ||w_hat||^2 - min_S z_n.w_tilde) / ||w_hat||"),
-            ]
-        d = ev["degenerate"]
-        tail = taus >= 50.0
-        slope = fit_line(d["loglogt"][tail], d["w2"][tail]).slope
-        claims += [
-            Claim("S5 degenerate data flagged (support vector with alpha = 0)", d["flagged"], True, kind="true"),
-            Claim("S5 refined limit refused on degenerate data", d["refined_limit_refused"], True, kind="true"),
-            Claim("S5 slope of rho_2 vs log log t (tau >= 50)", float(slope), 1.0, 0.05, "abs",
-                  "w_2' = exp(-w_1 - w_2) with w_1 ~ log t gives w_2 ~ log log t"),
-        ]
+            predicted = T[:, None] * e["w_hat"] + e["w_tilde"]  # the closed-form iterate w_hat log t + w_tilde
+            for label, key, measure in (
+                    ("S1", "C", lambda w: dyn.direction_error(w, e["w_hat"])),
+                    ("S4", "G", lambda w: 1.0 / np.linalg.norm(e["w_hat"]) - dyn.normalized_margin(w, e["Z"]))):
+                fit = extrapolate_inverse(T[late], measure(e["w"])[late] * T[late])
+                bias = extrapolate_inverse(T[late], measure(predicted)[late] * T[late]).intercept - e[key]
+                what = "direction error" if label == "S1" else "margin gap"
+                out.append(claims.identity(
+                    f"{label} {name}: 1/log t extrapolation of {what} * log t vs {key}", fit.intercept, e[key],
+                    2.0 * abs(bias) + 1e-9,
+                    why=f"the fit c0 + c1/log t (tau >= 50) leaves the c2/log^2 t term: on the closed-form iterate "
+                        f"w_hat log t + w_tilde it misses {key} by {bias:.2e}; tolerance twice that",
+                    note=f"{key} from the KKT solution (separable_asymptotics); c1 = {fit.slope:.3g}"))
+            kappa, rates = e["kappa"], e["rates"]
+            following = np.min(np.r_[rates[rates > kappa * (1 + 1e-9)], 2.0 * kappa])
+            start = 12.0 / (following - kappa)  # the next rate is down by e^-12 from here
+            window = (taus >= start) & (taus <= start + 4.0 / kappa)
+            residual = np.linalg.norm(e["w"] - (np.log(np.expm1(taus))[:, None] * e["w_hat"] + e["w_tilde"]), axis=1)
+            out.append(claims.slope(
+                f"S2 {name}: slope of log ||w - w_hat log t - w_tilde|| in tau vs -kappa", taus[window],
+                np.log(residual[window]), -kappa, 1e-2 * kappa, loglog=False,
+                why=f"on tau in [12/(kappa2 - kappa), +4/kappa] the next rate kappa2 = {following:.3g} is down by "
+                    "e^-12 ~ 6e-6 times its amplitude ratio: 1% covers ratios up to ~1e3 and the fit's s.e.",
+                note="window fixed by the rates; kappa = min(lambda+_min(Z_S^T diag(alpha) Z_S), theta - 1)"))
+            check_at = int(np.argmin(np.abs(taus - max(40.0, 30.0 / kappa))))
+            out.append(claims.bound(
+                f"S2 {name}: GF ||w - w_hat log t - w_tilde|| at tau={taus[check_at]:.0f}", float(residual[check_at]),
+                1e-8, why="r ~ A e^{-kappa tau} is <= 1e-13 A at tau >= 30/kappa, so a limit off by more than 1e-8 "
+                          "shows as a plateau above it; 1e-8 leaves 5 decades for A and the solver (rtol 1e-12)"))
+            at40 = int(np.argmin(np.abs(taus - 40.0)))
+            out.append(claims.identity(
+                f"S3 {name}: t L(w(t)) / ||w_hat||^2 - 1 at tau={taus[at40]:.0f}",
+                float(np.expm1(e["log_tl"][at40] - np.log(e["norm2"]))), 0.0, 1e-6,
+                why=f"t L - ||w_hat||^2 = -w_hat.r + O(|r|^2) with r ~ e^(-kappa tau) = {np.exp(-40 * kappa):.1e} at "
+                    "tau = 40: 1e-6 leaves over 3 decades for the prefactor",
+                note="sum alpha_n = ||w_hat||^2 (KKT); sum loss"))
+
+        w2 = ev["degenerate"]["w2"]
+        window = taus >= taus[-1] / 8.0  # fixed by the horizon
+        loglog = np.log(T)
+        fit = fit_line(loglog[window], w2[window])
+        start = T[window][0]
+        out.append(claims.within(
+            "S5 degenerate data: slope of w_2 vs log log t", fit.slope, 1.0 - 4 * fit.slope_stderr,
+            1.0 + (np.log(start) - 1.0) / start + 4 * fit.slope_stderr,
+            why="w_2 = log log t - log log t / log t + ... [derived from dw_2/dt = e^(-w_1 - w_2)]: the local slope is "
+                f"1 + (log log t - 1)/log t, at most {1 + (np.log(start) - 1) / start:.3f} on the window; +- 4 s.e.",
+            note=f"tau in [{taus[window][0]:.0f}, {taus[-1]:.0f}]; fit s.e. {fit.slope_stderr:.1e}; z_2 on the "
+                 "margin with alpha_2 = 0, so rho is unbounded (O(log log t))"))
+
         gd = ev["gd"]
-        reference = next(r for r in gd["runs"] if r["loss"] == "logistic" and r["fraction"] == 0.9 and r["w0"] == [0.0, 0.0])
-        slowest = min(gd["runs"], key=lambda r: r["decay"])
-        claims += [
-            Claim(f"S2 GD: ||w - w_hat log t - w_tilde|| after {gd['steps']:.0e} steps (logistic, lr = 0.9 bound, w0 = 0)",
-                  reference["residual"][-1], 1e-4, kind="max", note="spec: 1e-4 after 1e6 float64 GD steps"),
-            Claim(f"S6 invariance: slowest decay (factor over the last 2 decades of t) of the residual to the common "
-                  f"w_tilde, 12 GD runs "
-                  f"({slowest['loss']}, lr = {slowest['fraction']} bound, w0 = {slowest['w0']})",
-                  float(slowest["decay"]), 10.0, kind="min",
-                  note="residual(t_end / 100) / residual(t_end): predicted 100 (t^-kappa, kappa = 1 on the axis data); "
-                       "a run converging to another limit would plateau (factor -> 1)"),
-        ]
-        return claims
+        logistic, exp_runs = [], []
+        for r in gd["runs"]:
+            t, res = r["t"], r["r"]
+            window = t >= t[-1] / 100.0  # the last two decades of t, fixed by the budget
+            start = t[window][0]
+            if r["loss"] == "logistic":
+                scaled = t[window, None] * res[window]
+                v1 = np.array([fit_line(np.log(t[window]), scaled[:, i]).slope for i in range(res.shape[1])])
+                size = np.linalg.norm(r["v1"]) * np.log(start) / start + start ** (-(gd["theta"] - 2.0))
+                logistic.append((np.linalg.norm(v1 - r["v1"]) / np.linalg.norm(r["v1"]), 2.0 * size, r, v1))
+            else:
+                fit = fit_line(np.log(t[window]), np.log(np.linalg.norm(res[window], axis=1)))
+                low, high = -1.0 - 4 * fit.slope_stderr, -1.0 + 1.0 / np.log(start)
+                exp_runs.append((max((fit.slope - high) / (high + 1.0), (low - fit.slope) / (high + 1.0)),
+                                 fit.slope, low, high, r))
+        error, tolerance, r, v1 = max(logistic, key=lambda item: item[0] / item[1])
+        out.append(claims.identity(
+            f"S6 logistic GD: log t/t coefficient of w - w_hat log t - w_tilde vs the derived v1 (worst of "
+            f"{len(logistic)}: lr = {r['fraction']} bound, w0 = {r['w0']})", float(error), 0.0, float(tolerance),
+            why="relative error; neglected terms are O(|r|) (nonlinear) and O(t^(2 - theta)) (off-support points) "
+                "relative to r: tolerance twice their size at the window start",
+            note=f"fit t r = v0 + v1 log t over the last two decades of t; v1 = {np.round(v1, 4).tolist()}, derived "
+                 f"P_1((lr/2) w_hat - sum_S alpha_n^2 z_n) = {np.round(r['v1'], 4).tolist()}; a limit off by delta "
+                 "adds delta t to t r"))
+        _, slope, low, high, r = max(exp_runs, key=lambda item: item[0])
+        out.append(claims.within(
+            f"S6 exp GD: slope of log ||w - w_hat log t - w_tilde|| vs log t (worst of {len(exp_runs)}: lr = "
+            f"{r['fraction']} bound, w0 = {r['w0']})", slope, low, high,
+            why="r = (v0 + v1 log t)/t with v1 = (lr/2) w_hat (kappa = 1, derived): local slope in "
+                "[-1, -1 + 1/log t]; -4 s.e. of the fit below. A limit other than w_tilde gives slope 0",
+            note=f"last two decades of t (t_end = {r['t'][-1]:.3g}; the exp bound 1/(L(w0) max||z||^2) keeps t short)"))
+        return out
 
     def figure(self, ev):
-        import matplotlib.pyplot as plt
-
-        fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
-        taus = ev["taus"]
-        colors = {"axis": "C0", "random": "C1"}
-        ax = axes[0, 0]
+        taus, T = ev["taus"], ev["logt"]
+        fig, axes = figures.panels(self, 6, width=4.0, height=3.4,
+                                   title="GD and GF on separable data, w = w_hat log t + w_tilde + o(1)")
+        colours = {"axis": "C0", "random": "C1"}
         for name in ("axis", "random"):
             e = ev[name]
-            ax.plot(e["logt"], e["direction_error"] * e["logt"], color=colors[name], label=f"{name}: measured")
-            ax.axhline(e["C"], color=colors[name], ls="--", label=f"{name}: C = {e['C']:.4f}")
-        ax.set(xlabel="log t", ylabel="direction error x log t", title="S1: direction error ~ C / log t")
-        ax.legend(fontsize=8)
-        ax = axes[0, 1]
-        for name in ("axis", "random"):
-            ax.semilogy(taus, np.maximum(ev[name]["residual"], 1e-16), color=colors[name], label=name)
-        ax.axhline(1e-8, color="k", ls=":", label="1e-8 target")
-        ax.set(xlabel="tau = log(1 + t)", ylabel="||w - w_hat log t - w_tilde||", title="S2: refined limit (GF)")
-        ax.legend(fontsize=8)
-        ax = axes[0, 2]
-        for name in ("axis", "random"):
-            e = ev[name]
-            ax.semilogy(taus, np.maximum(np.abs(np.expm1(e["log_tl"] - np.log(e["norm2"]))), 1e-17),
-                        color=colors[name], label=name)
-        ax.set(xlabel="tau", ylabel="|t L / ||w_hat||^2 - 1|", title="S3: t L(w(t)) -> ||w_hat||^2")
-        ax.legend(fontsize=8)
-        ax = axes[1, 0]
-        for name in ("axis", "random"):
-            e = ev[name]
-            ax.plot(e["logt"], e["margin_gap"] * e["logt"], color=colors[name], label=f"{name}: measured")
-            ax.axhline(e["G"], color=colors[name], ls="--", label=f"{name}: G = {e['G']:.4f}")
-        ax.set(xlabel="log t", ylabel="margin gap x log t", title="S4: margin gap ~ G / log t")
-        ax.legend(fontsize=8)
-        ax = axes[1, 1]
-        d = ev["degenerate"]
-        ax.plot(d["loglogt"], d["w2"], label="w_2(t), degenerate data")
-        ax.plot(d["loglogt"], d["loglogt"], "k--", label="log log t")
-        ax.set(xlabel="log log t", ylabel="rho_2", title="S5: degenerate support, rho ~ log log t")
-        ax.legend(fontsize=8)
-        ax = axes[1, 2]
-        gd = ev["gd"]
-        for r in gd["runs"]:
-            ax.loglog(r["ts"], r["residual"], color="C0" if r["loss"] == "logistic" else "C3",
-                      ls="-" if r["w0"] == [0.0, 0.0] else "--", alpha=0.4 + 0.6 * r["fraction"])
+            error = dyn.direction_error(e["w"], e["w_hat"])
+            gap = 1.0 / np.linalg.norm(e["w_hat"]) - dyn.normalized_margin(e["w"], e["Z"])
+            residual = np.linalg.norm(e["w"] - (T[:, None] * e["w_hat"] + e["w_tilde"]), axis=1)
+            axes[0].plot(T, error * T, color=colours[name], label=name)
+            figures.reference_line(axes[0], y=e["C"], color=colours[name], label=f"C = {e['C']:.4f}")
+            axes[1].semilogy(taus, np.maximum(residual, 1e-16), color=colours[name], label=name)
+            axes[2].semilogy(taus, np.maximum(np.abs(np.expm1(e["log_tl"] - np.log(e["norm2"]))), 1e-17),
+                             color=colours[name], label=name)
+            axes[3].plot(T, gap * T, color=colours[name], label=name)
+            figures.reference_line(axes[3], y=e["G"], color=colours[name], label=f"G = {e['G']:.4f}")
+        figures.axes_style(axes[0], r"$\log t$", r"direction error $\times\log t$", title="S1: error ~ C / log t")
+        figures.reference_line(axes[1], y=1e-8, color="k", linestyle=":", label=r"$10^{-8}$")
+        figures.axes_style(axes[1], "tau", "residual", title=r"S2: $w - \hat w\log t \to \tilde w$ (GF)")
+        figures.axes_style(axes[2], "tau", r"$|t\,L/\|\hat w\|^2 - 1|$", title=r"S3: $t\,L \to \|\hat w\|^2$")
+        figures.axes_style(axes[3], r"$\log t$", r"margin gap $\times\log t$", title="S4: gap ~ G / log t")
+        loglog = np.log(T)
+        axes[4].plot(loglog, ev["degenerate"]["w2"], label=r"$w_2(t)$")
+        axes[4].plot(loglog, loglog, "k--", lw=0.9, label=r"$\log\log t$")
+        figures.axes_style(axes[4], r"$\log\log t$", r"$w_2$", title=r"S5: degenerate support, $\rho\sim\log\log t$")
+        for r in ev["gd"]["runs"]:
+            axes[5].loglog(r["t"], np.linalg.norm(r["r"], axis=1), color="C0" if r["loss"] == "logistic" else "C3",
+                           ls="-" if r["w0"] == [0.0, 0.0] else "--", alpha=0.4 + 0.6 * r["fraction"])
         t_ref = np.array([1e2, 1e5])
-        ax.loglog(t_ref, 1e-1 * 1e2 / t_ref, "k:", label="slope -1 (kappa = 1)")
-        ax.plot([], [], color="C0", label="logistic"), ax.plot([], [], color="C3", label="exp")
-        ax.plot([], [], color="gray", ls="--", label="w0 = (0.3, -1)")
-        ax.set(xlabel="t = k lr", ylabel="||w - w_hat log t - w_tilde||",
-               title=f"S2/S6: 12 GD runs, one limit ({gd['steps']:.0e} steps)")
-        ax.legend(fontsize=7)
-        fig.suptitle("Soudry et al. 2018: GD/GF on separable data")
+        axes[5].loglog(t_ref, 1e-1 * 1e2 / t_ref, "k:", label=r"$t^{-1}$")
+        axes[5].plot([], [], color="C0", label="logistic")
+        axes[5].plot([], [], color="C3", label="exp")
+        axes[5].plot([], [], color="gray", ls="--", label=r"$w_0 = (0.3, -1)$")
+        figures.axes_style(axes[5], "t", "residual", title=f"S6: 12 GD runs, one limit ({ev['gd']['steps']:.0e} steps)")
+        for ax in axes:
+            ax.legend(fontsize=7)
         fig.tight_layout()
         return fig
