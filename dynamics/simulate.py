@@ -24,8 +24,7 @@ def _last_finite_time(ts, ys):
 # ----------------------------------------------------------------------------- discrete
 
 
-def _simulate_discrete(process, y0, ts, observe):
-    steps, times = kernel.iterate_grid(process, ts)
+def _simulate_discrete(process, y0, steps, times, observe):
     saved, diverged_at, counted = kernel.run_discrete(process, y0, jnp.asarray(steps), jnp.asarray(times), observe)
     taken = int(steps[-1] - steps[0])
     traj = Trajectory(ts=times, ys=saved, time_unit=process.time_unit,
@@ -175,6 +174,6 @@ def simulate(process, y0, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_time=F
 
 
 def _simulate_discrete_checked(process, y0, ts, observe, allow_float32):
-    steps, _ = kernel.iterate_grid(process, ts)
+    steps, times = kernel.iterate_grid(process, ts)  # once: a schedule is evaluated on the host
     kernel.check_precision(process, y0, steps[-1], allow_float32)
-    return _simulate_discrete(process, y0, ts, observe)
+    return _simulate_discrete(process, y0, steps, times, observe)
