@@ -54,6 +54,7 @@ from .processes.modified_losses import reshuffling_modified_loss as reshuffling_
 from .models import tail_from as tail_from  # noqa: E402
 from .measure import direction_error as direction_error  # noqa: E402
 from .predictions import l1_max_margin as l1_max_margin  # noqa: E402
+from .predictions import lq_kkt_vertices as lq_kkt_vertices  # noqa: E402
 from .predictions import dft_l1_max_margin as dft_l1_max_margin  # noqa: E402
 from .predictions import max_margin as max_margin  # noqa: E402
 from .measure import normalized_margin as normalized_margin  # noqa: E402

@@ -13,7 +13,7 @@ import numpy as np
 from .errors import InputError, PrecisionError, StepSizeError
 from .models.losses import MarginLoss
 from .processes.base import AbstractDiscrete, AbstractFlow
-from .validation import finite_array
+from .validation import finite_array, partition_parameters
 
 #: float32 horizons past which exponentially-tailed separable runs are meaningless (docs/implicit-bias.md section 1.1):
 #: GD updates fall below float32 eps near 1e6 steps; exp(-u) underflows at u ~ 87 (tau ~ 87).
@@ -44,17 +44,13 @@ def _as_array_leaf(x):
 
 
 def split_parameters(y0):
-    """(params, static) = the inexact (float/complex) array leaves of y0 and the rest (``eqx.partition``).
+    """(params, static) = the inexact (float/complex) array leaves of y0 and the rest (`partition_parameters`).
 
     Python and NumPy numbers become JAX arrays first. Raises `InputError` when y0 holds no floating-point array, or
     a NaN/Inf, naming the leaf."""
     y0 = jax.tree_util.tree_map(_as_array_leaf, y0)
-    params, static = eqx.partition(y0, eqx.is_inexact_array)
-    leaves = jax.tree_util.tree_leaves_with_path(params)
-    if not leaves:
-        raise InputError(f"y0 has no floating-point array leaves (got {type(y0).__name__}): the parameters must "
-                         "include float or complex arrays, e.g. jnp.asarray(y0, float)")
-    for path, leaf in leaves:
+    params, static = partition_parameters(y0, "y0")
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         finite_array(f"y0{jax.tree_util.keystr(path)}", leaf)
     return params, static
 

@@ -22,6 +22,7 @@ from jax.flatten_util import ravel_pytree
 
 from .derivatives import hessian, hvp
 from .errors import InputError, SolverBudgetError
+from .validation import partition_parameters
 
 #: models with at most this many parameters use the dense Hessian by default (LOBPCG above). Measured on tanh MLPs
 #: (benchmarks/interactive.py): warm, dense is faster up to n ~ 60 (n = 37: 1.1 vs 1.5 ms), 1.5-2x slower at
@@ -76,25 +77,14 @@ def _nan_unless(ok, *arrays):
     return tuple(jnp.where(ok, a, jnp.nan) for a in arrays)
 
 
-def _inexact_leaves(params):
-    """The inexact (floating or complex) array leaves of ``params``, in `ravel_pytree` order; `InputError` if none."""
-    leaves = jax.tree_util.tree_leaves(eqx.filter(params, eqx.is_inexact_array))
-    if not leaves:
-        kinds = sorted({f"{leaf.dtype} array" if hasattr(leaf, "dtype") else type(leaf).__name__
-                        for leaf in jax.tree_util.tree_leaves(params)})
-        raise InputError(f"params has no floating-point array leaves to differentiate (its leaves: {kinds or 'none'}); "
-                         "pass float or complex arrays, or a pytree or Equinox module holding them")
-    return leaves
-
-
 def flat_loss(loss, params):
     """(E on flat vectors, flat params, unravel) for a loss of a pytree, an Equinox module included.
 
     The flat vector is the `ravel_pytree` of the inexact-array leaves (``eqx.partition(params,
-    eqx.is_inexact_array)``); the other leaves (functions, integers) stay fixed, and unravel(v) is the whole
-    pytree with v in place of those leaves. `InputError` when there are no inexact-array leaves."""
-    _inexact_leaves(params)
-    dynamic, static = eqx.partition(params, eqx.is_inexact_array)
+    eqx.is_inexact_array)``, `partition_parameters`); the other leaves (functions, integers) stay fixed, and
+    unravel(v) is the whole pytree with v in place of those leaves. `InputError` when there are no inexact-array
+    leaves."""
+    dynamic, static = partition_parameters(params, "params")
     flat, unravel = ravel_pytree(dynamic)
     rebuild = lambda v: eqx.combine(unravel(v), static)
     return (lambda v: loss(rebuild(v))), flat, rebuild
@@ -304,7 +294,7 @@ def solve_eigenpairs(loss, params, k=1, method=None, start=None, steps=None, tol
     reused: new parameter values, tolerances and warm starts do not recompile (a new loss object, e.g. a fresh
     lambda, does). Inside jit or vmap it is traced into the caller.
     """
-    leaves = _inexact_leaves(params)
+    leaves = jax.tree_util.tree_leaves(partition_parameters(params, "params")[0])
     n = sum(leaf.size for leaf in leaves)
     method = method or ("dense" if n <= DENSE_LIMIT else "lobpcg")
     if method not in METHODS:

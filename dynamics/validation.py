@@ -1,8 +1,26 @@
-"""Input checks shared by models, predictions and `simulate` (host-side, NumPy)."""
+"""Input checks shared by models, predictions and `simulate` (host-side)."""
 
+import equinox as eqx
+import jax
 import numpy as np
 
 from .errors import InputError
+
+
+def partition_parameters(tree, name):
+    """(parameters, static) = ``eqx.partition(tree, eqx.is_inexact_array)``: the floating/complex array leaves
+    that are differentiated and integrated, and the rest (functions, integers, buffers), which stays fixed.
+
+    The single home of that split (``simulate``'s y0 and the spectrum functions' params). Raises `InputError`
+    naming the leaves found when there is no floating-point array leaf."""
+    parameters, static = eqx.partition(tree, eqx.is_inexact_array)
+    if not jax.tree_util.tree_leaves(parameters):
+        kinds = sorted({f"{leaf.dtype} array" if hasattr(leaf, "dtype") else type(leaf).__name__
+                        for leaf in jax.tree_util.tree_leaves(tree)})
+        raise InputError(f"{name} has no floating-point array leaves (got {type(tree).__name__} with leaves: "
+                         f"{kinds or 'none'}): pass float or complex arrays, e.g. jnp.asarray(x, float), or a "
+                         "pytree or Equinox module holding them")
+    return parameters, static
 
 
 def finite_array(name, value, ndim=None):

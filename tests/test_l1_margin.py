@@ -179,3 +179,20 @@ def test_warm_start_bad_input():
         implicit_norm_minimizer(X, y, woodworth_map(0.1, 3, 12), nu0=np.full(5, 10.0))
     with pytest.raises(dy.InputError, match="overflows"):
         implicit_norm_minimizer(X, y, woodworth_map(0.1, 2, 12), nu0=np.full(5, 1e3))
+
+
+def test_lq_kkt_vertices_on_the_single_point_example():
+    """docs/implicit-bias.md section 5.2: z = (1, 2), L = 3 has the strict vertex KKT points (0, 1/2) (objective
+    0.63, global) and (1, 0) (objective 1); the non-vertex KKT point (0.8, 0.1) is not a local minimizer."""
+    vertices = dy.lq_kkt_vertices(np.array([[1.0, 2.0]]), 3)
+    assert len(vertices) == 2
+    np.testing.assert_allclose(vertices[0][1], [0.0, 0.5])
+    np.testing.assert_allclose(vertices[1][1], [1.0, 0.0])
+    np.testing.assert_allclose([v[0] for v in vertices], [0.5 ** (2 / 3), 1.0])
+    assert all(np.all(v[2] > 0) for v in vertices)
+
+
+def test_lq_kkt_vertices_refuses_l2_depth_and_infeasible_is_empty():
+    with pytest.raises(dy.InputError, match="integer >= 3"):
+        dy.lq_kkt_vertices(np.array([[1.0, 2.0]]), 2)
+    assert dy.lq_kkt_vertices(np.array([[1.0], [-1.0]]), 3) == []

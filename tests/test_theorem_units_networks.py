@@ -17,7 +17,7 @@ from dynamics.models.factorization import sensing_loss
 from dynamics.models.networks import (DiagonalNetwork, ODeCoNetwork, TwoLayerHomogeneous, classification_loss,
                                       regression_loss, require_odeco)
 from theorems.common import datasets
-from theorems.yun2021_tensor import EXTRA, last_layer_zero_init, lq_kkt_vertices, odeco_network, orthonormal
+from theorems.yun2021_tensor import EXTRA, last_layer_zero_init, odeco_network, orthonormal
 
 
 def test_commuting_sensing_flow_stays_diagonal():
@@ -103,17 +103,6 @@ def test_require_odeco_refuses_a_perturbed_U():
     U = tuple(jnp.asarray(orthonormal(rng, 6, 6) + 1e-3 * rng.normal(size=(6, 6))) for _ in range(3))
     with pytest.raises(InputError, match="orthogonally decomposable"):
         require_odeco(ODeCoNetwork(jnp.asarray(S), U))
-
-
-def test_lq_kkt_vertices_on_the_single_point_example():
-    """docs/implicit-bias.md section 5.2: z = (1, 2), L = 3 has the strict vertex KKT points (0, 1/2) (objective
-    0.63, global) and (1, 0) (objective 1); the non-vertex KKT point (0.8, 0.1) is not a local minimizer."""
-    vertices = lq_kkt_vertices(np.array([[1.0, 2.0]]), 3)
-    assert len(vertices) == 2
-    np.testing.assert_allclose(vertices[0][1], [0.0, 0.5])
-    np.testing.assert_allclose(vertices[1][1], [1.0, 0.0])
-    np.testing.assert_allclose([v[0] for v in vertices], [0.5 ** (2 / 3), 1.0])
-    assert all(np.all(v[2] > 0) for v in vertices)
 
 
 @pytest.mark.parametrize("name", [n for n in datasets.names() if n.startswith("net_")])

@@ -12,15 +12,13 @@ Y3 exp-loss classification, depth 3: rho converges in direction to a first-order
 min ||rho||_{2/3} s.t. Z S^T rho >= 1. The stationary points are predicted independently of the run: every strict
 local minimizer of this concave-per-orthant problem is a vertex (support J and active constraints I with
 |I| = |J|, rho_J = Z_IJ^{-1} 1, feasible) whose multipliers lambda_I = Z_IJ^{-T} grad ||.||^{2/3}(rho_J) are > 0;
-`lq_kkt_vertices` enumerates them. The theorem does not say which one GF reaches: the candidate is the predicted
+`dyn.lq_kkt_vertices` enumerates them. The theorem does not say which one GF reaches: the candidate is the predicted
 vertex nearest the run at tau_end/8, fixed before the claims' window [tau_end/4, tau_end], and its support J
 (not a threshold on the run's growth) splits the coordinates. [derived, docs/implicit-bias.md section 6] off J,
 int L dt < inf (L(t) ~ 1/(t (log t)^{4/3})) keeps rho_j bounded, so their share |rho_j / q_min|^{2/3} ~ tau^{-2/3};
 on J the residual is set by O(1) margin offsets over margins ~ tau: ~ 1/tau; the angle to the vertex ~ 1/tau.
 Y4 fully connected deep linear nets from a small initialization of scale s reach the min-l2 interpolant up to O(s).
 """
-
-import itertools
 
 import diffrax
 import jax
@@ -73,32 +71,6 @@ def last_layer_zero_init(rng, net, a):
         xi = 0.1 * (xi - U @ (U.T @ xi))
         params.append(jnp.asarray(xi + (a * U.sum(axis=1) if l < len(net.U) - 1 else 0.0)))
     return params
-
-
-def lq_kkt_vertices(Z, depth, tol=1e-9):
-    """The strict vertex KKT points of min sum_j |rho_j|^(2/L) s.t. Z rho >= 1 (L >= 3): list of (objective, rho,
-    lam, active rows I, support J), by objective.
-
-    On each orthant the objective is concave, so its local minimizers over the polyhedron are vertices: a support J
-    and |J| active rows I with rho_J = Z_IJ^{-1} 1 (feasible); the quasi-norm's infinite slope at 0 blocks moves off
-    J, so the vertex is a KKT point iff lam_I = Z_IJ^{-T} (2/L) |rho_J|^(2/L - 1) sign(rho_J) >= 0 (strict: > 0)."""
-    n, d = Z.shape
-    out = []
-    for k in range(1, min(n, d) + 1):
-        for J in itertools.combinations(range(d), k):
-            for I in itertools.combinations(range(n), k):
-                A = Z[np.ix_(I, J)]
-                if abs(np.linalg.det(A)) < 1e-12:
-                    continue
-                rho_J = np.linalg.solve(A, np.ones(k))
-                rho = np.zeros(d)
-                rho[list(J)] = rho_J
-                if np.min(Z @ rho) < 1 - tol or np.min(np.abs(rho_J)) < tol:
-                    continue
-                lam = np.linalg.solve(A.T, (2.0 / depth) * np.abs(rho_J) ** (2.0 / depth - 1) * np.sign(rho_J))
-                if np.all(lam > tol):
-                    out.append((float(np.sum(np.abs(rho_J) ** (2.0 / depth))), rho, lam, I, J))
-    return sorted(out, key=lambda v: v[0])
 
 
 class Yun2021(Theorem):
@@ -186,7 +158,7 @@ class Yun2021(Theorem):
         net = odeco_network(rng, S, CLASS_DEPTH)
         params0 = [jnp.asarray(0.1 * rng.normal(size=d + EXTRA)) for _ in range(CLASS_DEPTH)]
         Zt = (y[:, None] * X) @ S.T
-        vertices = lq_kkt_vertices(Zt, CLASS_DEPTH)  # the prediction: independent of the run
+        vertices = dyn.lq_kkt_vertices(Zt, CLASS_DEPTH)  # the prediction: independent of the run
         loss = classification_loss(net, X, y, "exp")
         taus = np.unique(np.r_[np.geomspace(1.0, tau_end, 40), tau_end / 8, tau_end / 4])
         params = runs.gf_log_time(loss, params0, taus, rtol=1e-10, atol=1e-12, solver=diffrax.Dopri8(),

@@ -34,6 +34,8 @@ from .l1_margin import dft_l1_max_margin as dft_l1_max_margin
 from .l1_margin import dft_l1_norm as dft_l1_norm
 from .l1_margin import l1_interpolant_certificate as l1_interpolant_certificate
 from .l1_margin import l1_max_margin as l1_max_margin
+from .l1_margin import QuasiNormVertex as QuasiNormVertex
+from .l1_margin import lq_kkt_vertices as lq_kkt_vertices
 from .l1_margin import margin_certificate as margin_certificate
 from .l1_margin import min_l1_interpolant as min_l1_interpolant
 from .max_margin import MaxMarginSolution as MaxMarginSolution

@@ -16,15 +16,20 @@ both zero iff (w, lam) is optimal (`margin_certificate`).
   members of a conjugate pair count; N_*(g) = max_k |(F g)_k| (Parseval: <g, w> = Re <F g, F w>). A
   second-order cone program, solved by outer approximation (Kelley's cutting planes) on the half spectrum.
 - l1 interpolation (regression): min ||b||_1 s.t. X b = y, dual max y.nu s.t. ||X^T nu||_inf <= 1.
+- l_{2/L} quasi-norm margin (L >= 3, deep diagonal/ODeCo nets, Yun, Krishnan, Mobahi ICLR 2021): not convex, so
+  no certificate; `lq_kkt_vertices` enumerates its strict vertex KKT points (docs/implicit-bias.md section 6).
 """
 
 import dataclasses
+import itertools
+import math
+from typing import NamedTuple
 
 import numpy as np
 import scipy.optimize
 
 from ..errors import DynamicsError, InputError, PrecisionError, SolverBudgetError
-from ..validation import labelled_data
+from ..validation import finite_array, labelled_data
 from .implicit_norms import require_interpolant
 from .max_margin import require_separable
 
@@ -261,3 +266,52 @@ def l1_interpolant_certificate(X, y, margin=1e-6):
         raise InputError(f"no strict l1 dual certificate (gap {gap:.2g}, off-support max |c| {off:.6f}, "
                          f"margin {margin:g}): the alpha -> 0 rates need one")
     return L1InterpolantCertificate(beta=beta, nu=nu, correlation=c, support=support, gap=float(gap))
+
+
+# ----------------------------------------------------------------------------- l_{2/L} quasi-norm margin
+
+
+class QuasiNormVertex(NamedTuple):
+    """A strict vertex KKT point of min sum_j |rho_j|^(2/L) s.t. Z rho >= 1."""
+
+    objective: float  #: sum_j |rho_j|^(2/L)
+    rho: np.ndarray  #: (d,), zero off the support
+    multipliers: np.ndarray  #: lam_I > 0 on the active rows
+    active: tuple  #: active rows I
+    support: tuple  #: support J, |J| = |I|
+
+
+def lq_kkt_vertices(Z, depth, tol=1e-9):
+    """The strict vertex KKT points of min sum_j |rho_j|^(2/L) s.t. Z rho >= 1 (L = depth >= 3), by objective.
+
+    On each orthant the objective is concave, so its local minimizers over the polyhedron are vertices: a support J
+    and |J| active rows I with rho_J = Z_IJ^{-1} 1 (feasible); the quasi-norm's infinite slope at 0 blocks moves off
+    J, so the vertex is a KKT point iff lam_I = Z_IJ^{-T} (2/L) |rho_J|^(2/L - 1) sign(rho_J) >= 0 (strict: > 0).
+    Exhaustive: sum_k C(d, k) C(n, k) solves of k x k systems, k <= min(n, d); meant for small problems
+    (`InputError` above 10^6 systems). Returns a list of `QuasiNormVertex` (empty when Z rho >= 1 is infeasible)."""
+    Z = finite_array("Z", Z, ndim=2).astype(np.float64)
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 3:
+        raise InputError(f"depth must be an integer >= 3 (2/L < 1: a quasi-norm), got {depth!r}; for L = 2 the "
+                         "problem is the convex l1 margin, use l1_max_margin")
+    n, d = Z.shape
+    systems = sum(math.comb(d, k) * math.comb(n, k) for k in range(1, min(n, d) + 1))
+    if systems > 10**6:
+        raise InputError(f"enumerating the vertices of a {n} x {d} problem solves {systems:.2e} linear systems; "
+                         "lq_kkt_vertices is exhaustive and meant for small problems (at most 10^6)")
+    q = 2.0 / depth
+    out = []
+    for k in range(1, min(n, d) + 1):
+        for J in itertools.combinations(range(d), k):
+            for I in itertools.combinations(range(n), k):
+                A = Z[np.ix_(I, J)]
+                if abs(np.linalg.det(A)) < 1e-12:
+                    continue
+                rho_J = np.linalg.solve(A, np.ones(k))
+                rho = np.zeros(d)
+                rho[list(J)] = rho_J
+                if np.min(Z @ rho) < 1 - tol or np.min(np.abs(rho_J)) < tol:
+                    continue
+                lam = np.linalg.solve(A.T, q * np.abs(rho_J) ** (q - 1) * np.sign(rho_J))
+                if np.all(lam > tol):
+                    out.append(QuasiNormVertex(float(np.sum(np.abs(rho_J) ** q)), rho, lam, I, J))
+    return sorted(out, key=lambda v: v.objective)
