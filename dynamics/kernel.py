@@ -1,8 +1,12 @@
-"""The compiled kernel shared by `simulate` and `simulate_sweep`: input checks, the time grid of discrete
-processes, the discrete loop, the diffrax solve, parameter pytrees with non-array leaves, and run statistics.
+"""The compiled kernel shared by `simulate` and `simulate_sweep`: the contract checks (made once here, for every
+process, by `check_run`), the time grid of discrete processes, the discrete loop, the diffrax solve, parameter pytrees
+with non-array leaves, and run statistics.
 
 Everything here is an implementation detail of the two entry points; users call `dynamics.simulate`.
 """
+
+import contextlib
+import dataclasses
 
 import diffrax
 import equinox as eqx
@@ -10,19 +14,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .errors import InputError, PrecisionError, StepSizeError
+from .errors import DynamicsError, InputError, PrecisionError, StepSizeError, compiled_errors
 from .models.losses import MarginLoss
-from .processes.base import AbstractDiscrete, AbstractFlow
+from .processes.base import AbstractDiscrete, AbstractFlow, TimeUnit, positive_lr
+from .processes.sde import AbstractSDE
 from .validation import finite_array, partition_parameters
 
-#: float32 horizons past which exponentially-tailed separable runs are meaningless (docs/implicit-bias.md section 1.1):
-#: GD updates fall below float32 eps near 1e6 steps; exp(-u) underflows at u ~ 87 (tau ~ 87).
-FLOAT32_MAX_STEPS = 1_000_000
-FLOAT32_MAX_LOG_TIME = 80.0
-#: a schedule is evaluated on the host in chunks of this many steps while locating the requested times.
+#: GD updates on an exponentially-tailed separable loss fall below the resolution of a dtype with machine epsilon eps
+#: near 1/(8 eps) steps (2^20 ~ 1e6 for float32, 128 for float16, 16 for bfloat16), and exp(-u) comes within a factor
+#: 1000 of the smallest normal number at u = -log(tiny) - log(1000) (tau ~ 80 for float32 and bfloat16, 2.8 for float16)
+#: (docs/implicit-bias.md section 1.1): `low_precision_horizon`.
+STEPS_PER_INVERSE_EPS = 0.125
+UNDERFLOW_MARGIN = 1000.0
+#: the most loop iterations (discrete steps; SDE steps x paths) a run may take unless ``allow_long=True``: 1e8 steps
+#: take minutes even for a tiny model, so a longer request is most often a wrong time unit or learning rate.
+LONG_RUN_STEPS = 10**8
+#: iterate indices are int64: no run may need more steps than this (``allow_long`` does not lift it).
+INT64_STEPS = 2**62
+#: a schedule is evaluated on the host in chunks of this many steps (doubling up to SCHEDULE_CHUNK_MAX) while
+#: locating the requested times.
 SCHEDULE_CHUNK = 1 << 16
-#: the most iterates a schedule may need to reach the last requested time.
-SCHEDULE_MAX_STEPS = 1 << 31
+SCHEDULE_CHUNK_MAX = 1 << 22
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -43,15 +55,15 @@ def _as_array_leaf(x):
     return jnp.asarray(x) if isinstance(x, (bool, int, float, complex, np.ndarray, np.generic, jax.Array)) else x
 
 
-def split_parameters(y0):
+def split_parameters(y0, name="y0"):
     """(params, static) = the inexact (float/complex) array leaves of y0 and the rest (`partition_parameters`).
 
     Python and NumPy numbers become JAX arrays first. Raises `InputError` when y0 holds no floating-point array, or
     a NaN/Inf, naming the leaf."""
     y0 = jax.tree_util.tree_map(_as_array_leaf, y0)
-    params, static = partition_parameters(y0, "y0")
+    params, static = partition_parameters(y0, name)
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-        finite_array(f"y0{jax.tree_util.keystr(path)}", leaf)
+        finite_array(f"{name}{jax.tree_util.keystr(path)}", leaf)
     return params, static
 
 
@@ -73,27 +85,155 @@ def identity_observe(t, theta):
     return theta
 
 
+def _describe(tree, name="y0"):
+    """``y0: float64 array of shape (4,)`` (one line per leaf, at most 4) for messages."""
+    leaves = jax.tree_util.tree_leaves_with_path(tree)
+    parts = [f"{name}{jax.tree_util.keystr(path)}: {jnp.result_type(leaf).name} array of shape {jnp.shape(leaf)}"
+             if hasattr(leaf, "shape") else f"{name}{jax.tree_util.keystr(path)}: {type(leaf).__name__}"
+             for path, leaf in leaves[:4]]
+    return "; ".join(parts) + (f"; ... ({len(leaves)} leaves)" if len(leaves) > 4 else "")
+
+
+_MISSING = object()
+
+
+def check_process(process):
+    """The checks every process gets from the contract: a process of a known kind, a callable loss, and step sizes
+    (``lr``; ``dt`` of an SDE) that are positive finite real scalars, also when set after construction (e.g. by
+    ``eqx.tree_at``). Values are only read, never replaced: a new number still reuses the compiled code."""
+    if not isinstance(process, (AbstractDiscrete, AbstractFlow, AbstractSDE)):
+        raise InputError(f"simulate needs a discrete method, a flow or an SDE (a dynamics process), got "
+                         f"{type(process).__name__}; for an optax optimizer use dynamics.OptaxMethod(loss, tx)")
+    name = type(process).__name__
+    loss = getattr(process, "loss", None)
+    if loss is not None and not callable(loss):
+        raise InputError(f"{name}: the loss must be a callable of the parameters returning a scalar, got {loss!r} "
+                         f"({type(loss).__name__})")
+    for attribute, what in (("lr", "learning rate lr"), ("dt", "SDE step dt")):
+        value = getattr(process, attribute, _MISSING)
+        if value is not _MISSING and not callable(value):  # a schedule's values are checked where they are used (iterate_grid)
+            try:
+                positive_lr(value, what)
+            except StepSizeError as error:
+                raise StepSizeError(f"{name}: {error}") from None
+
+
+def check_state(process, y0):
+    """Refuse a complex y0 unless the process runs on complex states (`AbstractProcess.complex_state`)."""
+    complex_leaves = [jax.tree_util.keystr(path) or "y0" for path, leaf in jax.tree_util.tree_leaves_with_path(y0)
+                      if jnp.iscomplexobj(leaf)]
+    if complex_leaves and not process.complex_state:
+        raise InputError(
+            f"{type(process).__name__} runs on real states, but y0 has complex leaves ({', '.join(complex_leaves)}). "
+            "A real-valued loss of a complex w = x + i y is not holomorphic: jax.grad returns the conjugate of its "
+            "gradient (grad_x L - i grad_y L), so descent would move the imaginary part the wrong way (and a "
+            "complex-valued loss has no descent direction). Split the state into real and imaginary parts, e.g. "
+            "y0 = (w.real, w.imag) and a loss of both; complex states are for holomorphic losses in processes that "
+            "support them (PrincipalFlow(variant='complex')).")
+
+
+def check_observe(observe, t0, y0):
+    """``observe(t, theta)`` must return an array or a pytree of arrays at y0 (checked by tracing it once, without the
+    loss); `InputError` naming what it returned or how it failed."""
+    if observe is identity_observe:
+        return
+    try:
+        out = jax.eval_shape(observe, jnp.asarray(t0), y0)
+    except DynamicsError:
+        raise
+    except Exception as error:  # noqa: BLE001 -- the user's function: any failure is reported as bad input
+        raise InputError(f"observe(t, theta) failed at {_describe(y0, 'theta')} ({type(error).__name__}: "
+                         f"{_first_line(error)}); it must return an array or a pytree of arrays") from error
+    if not jax.tree_util.tree_leaves(out):
+        raise InputError(f"observe(t, theta) returned {out!r}, no arrays: it must return an array or a pytree of "
+                         "arrays (a missing return statement?)")
+
+
+def _first_line(error):
+    """The error's message on one line (at most 600 characters), without a trailing period."""
+    return " ".join(str(error).split())[:600].rstrip(".")
+
+
+def _log_time_flows():
+    """Names of the flows (subclasses of AbstractFlow anywhere) that define a log-time field."""
+    found, todo = set(), [AbstractFlow]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.log_time_field is not AbstractFlow.log_time_field and not cls.__name__.startswith("_"):
+            found.add(cls.__name__)
+    return sorted(found)
+
+
+def check_clock(process, log_time, tau_grid):
+    """log_time / tau_grid are options of flows that define a log-time field; `InputError` anywhere else."""
+    if not (log_time or tau_grid):
+        return
+    name = type(process).__name__
+    if not isinstance(process, AbstractFlow):
+        kind = "a discrete method whose iterates sit at t_k" if isinstance(process, AbstractDiscrete) else "an SDE"
+        raise InputError(f"log_time/tau_grid apply to flows; {name} is {kind} (pass physical times, "
+                         "log_time=False, tau_grid=False)")
+    if tau_grid and not log_time:
+        raise InputError("tau_grid=True gives ts as tau = log(1 + t): it needs log_time=True")
+    if type(process).log_time_field is AbstractFlow.log_time_field:
+        raise InputError(f"log_time=True needs a flow with a log-time field; {name} has none (flows that have one: "
+                         f"{', '.join(_log_time_flows())}). Run it with log_time=False")
+
+
+@contextlib.contextmanager
+def traced_errors(process, y0):
+    """Errors raised while tracing the process at y0 (a loss expecting another shape, dtype or container; a Python
+    error in the loss) become `InputError` naming y0 and the original error; the library's own errors pass."""
+    try:
+        yield
+    except DynamicsError:
+        raise
+    except (TypeError, ValueError, IndexError, KeyError, AttributeError, ZeroDivisionError) as error:
+        raise InputError(f"{type(process).__name__} could not be traced at {_describe(y0)}: {type(error).__name__}: "
+                         f"{_first_line(error)}. y0 must have the structure, shapes and dtypes that the process and "
+                         "its loss expect") from error
+
+
 def _exponential_tail(process):
     loss = getattr(process, "loss", None)
     return isinstance(loss, MarginLoss) and loss.tail.positive_slope
 
 
-def check_precision(process, y0, horizon, allow_float32):
-    """Refuse float32 runs past the horizon where exponentially-tailed runs silently stall."""
-    float32 = any(jnp.result_type(leaf) == jnp.float32 for leaf in jax.tree_util.tree_leaves(y0))
-    if allow_float32 or not float32 or not _exponential_tail(process):
+def low_precision_horizon(dtype):
+    """(steps, log time) past which an exponentially-tailed separable run in ``dtype`` stalls silently: GD's update
+    falls below the resolution near STEPS_PER_INVERSE_EPS / eps steps, and exp(-margin) nears the smallest normal
+    number at log t = -log(tiny) - log(UNDERFLOW_MARGIN) (float32: 2^20 ~ 1e6 steps, log t ~ 80)."""
+    info = jnp.finfo(dtype)
+    return STEPS_PER_INVERSE_EPS / float(info.eps), -np.log(float(info.tiny)) - np.log(UNDERFLOW_MARGIN)
+
+
+def _lowest_precision(y0):
+    """The real dtype of lowest precision among y0's inexact leaves below float64, or None."""
+    dtypes = {jnp.finfo(jnp.result_type(leaf)).dtype for leaf in jax.tree_util.tree_leaves(y0)}
+    low = [d for d in dtypes if jnp.finfo(d).bits < 64]
+    return max(low, key=lambda d: float(jnp.finfo(d).eps)) if low else None
+
+
+def check_precision(process, y0, horizon, allow_low_precision):
+    """One policy for every dtype below float64 (float32, float16, bfloat16): refuse exponentially-tailed runs past the
+    dtype's `low_precision_horizon` (``horizon``: the last iterate index for discrete processes, the last physical
+    time t for flows), where they silently stall."""
+    dtype = _lowest_precision(y0)
+    if allow_low_precision or dtype is None or not _exponential_tail(process):
         return
-    if isinstance(process, AbstractDiscrete) and horizon > FLOAT32_MAX_STEPS:
+    steps, log_time = low_precision_horizon(dtype)
+    name = jnp.dtype(dtype).name
+    advice = "Use float64 (jax_enable_x64) or pass allow_low_precision=True to run anyway."
+    if isinstance(process, AbstractDiscrete) and horizon > steps:
         raise PrecisionError(
-            f"float32 {type(process).__name__} asked for {horizon:.3g} steps on a separable "
-            f"exponentially-tailed loss: past ~{FLOAT32_MAX_STEPS:.0e} steps the update falls below "
-            "float32 resolution and the iterate freezes silently. Use float64 (jax_enable_x64) or "
-            "pass allow_float32=True to run anyway.")
-    if isinstance(process, AbstractFlow) and np.log1p(horizon) > FLOAT32_MAX_LOG_TIME:
+            f"{name} {type(process).__name__} asked for {horizon:.3g} steps on a separable exponentially-tailed "
+            f"loss: past ~{steps:.3g} steps (1/(8 eps), eps = {float(jnp.finfo(dtype).eps):.3g}) the update falls "
+            f"below {name} resolution and the iterate freezes silently. {advice}")
+    if not isinstance(process, AbstractDiscrete) and np.log1p(horizon) > log_time:
         raise PrecisionError(
-            f"float32 flow asked for t = {horizon:.3g} (log t = {np.log1p(horizon):.1f}): exp(-margin) "
-            f"underflows in float32 past log t ~ {FLOAT32_MAX_LOG_TIME:.0f} and the field stalls. "
-            "Use float64 (jax_enable_x64) or pass allow_float32=True to run anyway.")
+            f"{name} flow asked for t = {horizon:.3g} (log t = {np.log1p(horizon):.1f}): exp(-margin) underflows in "
+            f"{name} past log t ~ {log_time:.0f} and the field stalls. {advice}")
 
 
 def all_finite(tree):
@@ -122,41 +262,86 @@ def _checked_sizes(process, k):
     return h
 
 
-def iterate_grid(process, ts):
+def _step_limit(allow_long):
+    return INT64_STEPS if allow_long else LONG_RUN_STEPS
+
+
+def _too_many_steps(process, steps, why, allow_long):
+    """`InputError` for a run of ``steps`` loop iterations above the limit (see LONG_RUN_STEPS)."""
+    name = type(process).__name__
+    if steps > INT64_STEPS or allow_long:
+        return InputError(f"{name} would need {steps:.3g} steps ({why}): more than int64 iterate indices can count "
+                          f"({INT64_STEPS:.3g}); check the time unit of ts and the learning rate")
+    return InputError(f"{name} would take {steps:.3g} steps ({why}), above the long-run limit of {LONG_RUN_STEPS:.0e} "
+                      "steps (dynamics.kernel.LONG_RUN_STEPS: minutes of compute even for a tiny model). Check the time "
+                      "unit of ts and the learning rate; pass allow_long=True to run it anyway")
+
+
+def describe_rate(process):
+    """The learning rate for messages (``lr = 0.1``, ``a learning-rate schedule``), or None for a process without one;
+    never the unit of step time."""
+    lr = getattr(process, "lr", None)
+    if callable(lr):
+        return "a learning-rate schedule"
+    if lr is not None:
+        return f"lr = {float(np.asarray(lr)):g}"
+    if process.time_unit == TimeUnit.STEP:
+        return None
+    return f"step size {float(_checked_sizes(process, np.zeros(1, np.int64))[0]):g}"
+
+
+def _unit(process, h):
+    """How a step of length h is named in messages: the learning rate, or one step of step time."""
+    if process.time_unit == TimeUnit.STEP:
+        rate = describe_rate(process)
+        return "ts count steps: time_unit 'step', t = k" + (f"; {rate} does not set this clock" if rate else "")
+    return f"lr = {h:g}: iterate k sits at t = k * {h:g}"
+
+
+def iterate_grid(process, ts, allow_long=False):
     """(steps, times): the iterate index saved for each requested time and its time t_k.
 
     Constant step h: k = round(t / h) (iterates closer than one step are refused). Otherwise (a schedule)
     t_k = sum_{j<k} h_j, and each request t is served by the first iterate with t_k >= t (relative slack 1e-12
-    for rounding in the partial sums)."""
+    for rounding in the partial sums), the schedule being evaluated on the host chunk by chunk. Runs of more than
+    LONG_RUN_STEPS steps raise `InputError` unless ``allow_long``."""
+    limit = _step_limit(allow_long)
     if process.constant_step:
         h = float(_checked_sizes(process, np.zeros(1, np.int64))[0])
-        steps = np.rint(ts / h).astype(np.int64)
+        with np.errstate(over="ignore"):
+            counts = ts / h
+        if not np.isfinite(counts[-1]) or counts[-1] - counts[0] > limit or counts[-1] > INT64_STEPS:
+            raise _too_many_steps(process, counts[-1] - counts[0], f"t up to {ts[-1]:.6g} at {_unit(process, h)}",
+                                  allow_long)
+        steps = np.rint(counts).astype(np.int64)
         if np.any(np.diff(steps) <= 0):
-            raise InputError(f"ts are closer than one step ({h:g}); iterate k sits at t = k * {h:g}")
+            raise InputError(f"{type(process).__name__}: ts are closer than one step ({_unit(process, h)}); request "
+                             "times at least one step apart")
         return steps, steps * h
-    partial = [np.zeros(1)]
-    start = 0
-    target = ts[-1] * (1 - 1e-12)
-    while partial[-1][-1] < target:
-        if start >= SCHEDULE_MAX_STEPS:
-            raise InputError(f"{type(process).__name__}: the schedule's time sum_j lr_j reaches only "
-                             f"{partial[-1][-1]:.6g} after {start} steps, short of the last requested time "
-                             f"{ts[-1]:.6g} (a schedule that decays too fast has a finite total time)")
-        h = np.asarray(process.step_size(np.arange(start, start + SCHEDULE_CHUNK, dtype=np.int64)), np.float64)
+    targets = ts * (1 - 1e-12)
+    steps, times = np.empty(ts.size, np.int64), np.empty(ts.size)
+    served, start, t_start, chunk = 0, 0, 0.0, SCHEDULE_CHUNK
+    while served < ts.size:
+        if start >= limit:
+            raise _too_many_steps(process, start, f"the schedule's time sum_j lr_j reaches only {t_start:.6g} after "
+                                  f"{start} steps, short of t = {ts[-1]:.6g}", allow_long)
+        h = np.asarray(process.step_size(np.arange(start, start + chunk, dtype=np.int64)), np.float64)
         bad = _first_bad(h)  # only the steps taken must be > 0: a schedule may decay to 0 after the last request
-        reached = partial[-1][-1] + np.cumsum(h[:bad])
-        if bad is not None and (reached.size == 0 or reached[-1] < target):
-            t = reached[-1] if reached.size else partial[-1][-1]
-            raise _step_size_error(process, start + bad, h[bad], f" (t = {t:.6g} there, short of the last "
+        t_k = np.concatenate([[t_start], t_start + np.cumsum(h[:bad])])  # iterates start .. start + len(h[:bad])
+        found = np.searchsorted(t_k, targets[served:], side="left")
+        n = int(np.sum(found < t_k.size))  # the requests served in this chunk (targets increase)
+        steps[served:served + n], times[served:served + n] = start + found[:n], t_k[found[:n]]
+        served += n
+        if bad is not None and served < ts.size:
+            raise _step_size_error(process, start + bad, h[bad], f" (t = {t_k[-1]:.6g} there, short of the last "
                                    f"requested time {ts[-1]:.6g})")
-        partial.append(reached)
-        start += SCHEDULE_CHUNK
-    t_k = np.concatenate(partial)
-    steps = np.searchsorted(t_k, ts * (1 - 1e-12), side="left").astype(np.int64)
+        start, t_start, chunk = start + chunk, t_k[-1], min(2 * chunk, SCHEDULE_CHUNK_MAX)
     if np.any(np.diff(steps) <= 0):
         raise InputError("two requested times fall within one step of the schedule; request times at least one "
                          "step apart (traj.ts holds the times t_k of the iterates saved)")
-    return steps, t_k[steps]
+    if steps[-1] - steps[0] > limit:
+        raise _too_many_steps(process, steps[-1] - steps[0], f"t up to {ts[-1]:.6g}", allow_long)
+    return steps, times
 
 
 def time_of_iterate(process, k):
@@ -164,6 +349,23 @@ def time_of_iterate(process, k):
     if process.constant_step:
         return float(k) * float(_checked_sizes(process, np.zeros(1, np.int64))[0])
     return float(np.sum(_checked_sizes(process, np.arange(k, dtype=np.int64))))
+
+
+def keep_dtypes(new, old):
+    """``new`` (a step's output state) with each floating leaf cast back to the dtype of the same leaf of ``old``: a
+    discrete process computes in y0's dtype (a float64 constant in a step would otherwise promote a float16 state and
+    break the loop). A real leaf that turned complex raises `InputError` (never silently complex)."""
+
+    def cast(n, o):
+        n_dtype, o_dtype = jnp.result_type(n), jnp.result_type(o)
+        if n_dtype == o_dtype or not (jnp.issubdtype(n_dtype, jnp.inexact) and jnp.issubdtype(o_dtype, jnp.inexact)):
+            return n
+        if jnp.issubdtype(n_dtype, jnp.complexfloating) and not jnp.issubdtype(o_dtype, jnp.complexfloating):
+            raise InputError(f"a step turned a real {o_dtype} state complex ({n_dtype}): the loss or the process returns "
+                             "complex values at a real state; descent needs a real-valued loss")
+        return jnp.asarray(n).astype(o_dtype)
+
+    return jax.tree_util.tree_map(cast, new, old)
 
 
 @eqx.filter_jit
@@ -174,15 +376,17 @@ def run_discrete(process, y0, steps, times, observe):
     located by replaying only the segment in which the state first became non-finite, so the hot loop carries no
     check."""
 
+    step = lambda s, k: keep_dtypes(process.step(s, k), s)
+
     def advance(state, start, stop):
-        return jax.lax.fori_loop(start, stop, lambda k, s: process.step(s, k), state)
+        return jax.lax.fori_loop(start, stop, lambda k, s: step(s, k), state)
 
     def first_bad_step(state, start, stop):
         def cond(carry):
             k, s = carry
             return (k < stop) & all_finite(process.params(s))
 
-        k, _ = jax.lax.while_loop(cond, lambda c: (c[0] + 1, process.step(c[1], c[0])), (start, state))
+        k, _ = jax.lax.while_loop(cond, lambda c: (c[0] + 1, step(c[1], c[0])), (start, state))
         return k
 
     def segment(carry, stop_and_time):
@@ -223,6 +427,12 @@ def _as_number(x):
 # ----------------------------------------------------------------------------- flows
 
 
+def as_time_dtype(tree):
+    """Leaves promoted to float64 (complex128), the dtype of the times: what diffrax integrates in anyway, done before
+    compiling so that a float32/float16/bfloat16 y0 reuses the float64 compiled code."""
+    return jax.tree_util.tree_map(lambda leaf: jnp.asarray(leaf, jnp.result_type(leaf, jnp.float64)), tree)
+
+
 def split_complex(tree):
     """Complex leaves -> real (2, ...) stacks (diffrax integrates real states); returns (tree, mask)."""
     mask = jax.tree_util.tree_map(jnp.iscomplexobj, tree)
@@ -234,17 +444,24 @@ def merge_complex(tree, mask):
     return jax.tree_util.tree_map(lambda x, c: x[0] + 1j * x[1] if c else x, tree, mask)
 
 
+def _controller(solver, rtol, atol, pcoeff, icoeff):
+    """diffrax's PID controller for an adaptive solver (one with an error estimate); constant steps of dt0 otherwise."""
+    if isinstance(solver, diffrax.AbstractAdaptiveSolver):
+        return diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=pcoeff, icoeff=icoeff)
+    return diffrax.ConstantStepSize()
+
+
 @eqx.filter_jit
 def run_flow(process, y0, mask, grid, observe, log_time, solver, rtol, atol, max_steps, dt0, pcoeff, icoeff):
     """Integrate on ``grid`` (t, or tau = log(1 + t) when log_time). Numbers (rtol, atol, dt0, PID
-    coefficients) are arrays: new values reuse the compiled code."""
+    coefficients) are arrays: new values reuse the compiled code. A fixed-step solver takes steps of dt0."""
     field = process.log_time_field if log_time else process.field
     to_physical = jnp.expm1 if log_time else (lambda t: t)
     term = diffrax.ODETerm(lambda s, y, args: split_complex(field(s, merge_complex(y, mask)))[0])
     save = diffrax.SaveAt(ts=grid, fn=lambda s, y, args: observe(to_physical(s), merge_complex(y, mask)))
-    controller = diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=pcoeff, icoeff=icoeff)
     sol = diffrax.diffeqsolve(term, solver, grid[0], grid[-1], dt0, y0, saveat=save,
-                              stepsize_controller=controller, max_steps=max_steps, throw=False)
+                              stepsize_controller=_controller(solver, rtol, atol, pcoeff, icoeff),
+                              max_steps=max_steps, throw=False)
     return sol.ys, sol.result, sol.stats
 
 
@@ -273,18 +490,112 @@ def field_evaluations(solver, steps):
     return int(steps) * (tableau.num_stages - fsal) + fsal
 
 
-def flow_options(rtol, atol, dt0, pcoeff, icoeff):
-    """The flow options as float64 arrays (dt0 may be None), validated."""
+def _real(name, value):
+    try:
+        if np.ndim(value) != 0 or np.iscomplexobj(value) or isinstance(value, (bool, str)):
+            raise TypeError
+        return float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a real number, got {value!r}") from None
+
+
+def check_solver(solver):
+    """A diffrax solver instance (Tsit5 when None); `InputError` for a name or an uninstantiated class."""
+    if solver is None:
+        return diffrax.Tsit5()
+    if isinstance(solver, diffrax.AbstractSolver):
+        return solver
+    name = solver if isinstance(solver, str) else getattr(solver, "__name__", type(solver).__name__)
+    match = [n for n in dir(diffrax) if n.lower() == str(name).lower()
+             and isinstance(getattr(diffrax, n), type) and issubclass(getattr(diffrax, n), diffrax.AbstractSolver)]
+    hint = f"diffrax.{match[0]}()" if match else "diffrax.Tsit5(), diffrax.Dopri8() or diffrax.Kvaerno5()"
+    raise InputError(f"solver must be a diffrax solver instance, got {solver!r}: pass e.g. {hint}")
+
+
+def flow_options(rtol, atol, dt0, pcoeff, icoeff, solver=None, max_steps=100_000, span=None):
+    """The flow options as float64 arrays (dt0 may be None), validated, with the solver (`check_solver`) and
+    max_steps. rtol, atol >= 0 and not both 0; dt0 > 0 (required by a fixed-step solver such as diffrax.Euler(), which
+    then takes (span / dt0) steps, at most max_steps); max_steps a positive integer."""
     values = {"rtol": rtol, "atol": atol, "pcoeff": pcoeff, "icoeff": icoeff}
-    out = {}
-    for name, value in values.items():
-        try:
-            x = float(value)
-        except (TypeError, ValueError):
-            raise InputError(f"{name} must be a real number, got {value!r}") from None
-        if not np.isfinite(x) or x < 0 or (name in ("rtol", "atol") and x == 0 and values["rtol" if name == "atol"
-                                                                                          else "atol"] == 0):
-            raise InputError(f"{name} must be finite and >= 0 (rtol and atol not both 0), got {value!r}")
-        out[name] = jnp.asarray(x, jnp.float64)
-    out["dt0"] = None if dt0 is None else jnp.asarray(float(dt0), jnp.float64)
+    out = {name: _real(name, value) for name, value in values.items()}
+    for name, x in out.items():
+        if not (np.isfinite(x) and x >= 0):
+            raise InputError(f"{name} must be finite and >= 0, got {values[name]!r}")
+    if out["rtol"] == 0 and out["atol"] == 0:
+        raise InputError("rtol and atol are both 0: the step-size controller could never accept a step; "
+                         "pass rtol > 0 or atol > 0 (e.g. rtol=1e-8, atol=1e-10)")
+    out = {name: jnp.asarray(x, jnp.float64) for name, x in out.items()}
+    if dt0 is not None:
+        step = _real("dt0", dt0)
+        if not (np.isfinite(step) and step > 0):
+            raise InputError(f"dt0 (the first step) must be finite and > 0, or None to let the solver choose, "
+                             f"got {dt0!r}")
+    out["dt0"] = None if dt0 is None else jnp.asarray(step, jnp.float64)
+    if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise InputError(f"max_steps must be a positive integer (the solver's step budget), got {max_steps!r}")
+    out["max_steps"] = int(max_steps)
+    out["solver"] = solver = check_solver(solver)
+    if not isinstance(solver, diffrax.AbstractAdaptiveSolver):
+        if dt0 is None:
+            raise InputError(f"{type(solver).__name__} is a fixed-step solver (no error estimate for rtol/atol): pass "
+                             "its step dt0")
+        if span is not None and span / step > max_steps:
+            raise InputError(f"{type(solver).__name__} with the fixed step dt0 = {step:g} needs {span / step:.3g} "
+                             f"steps, more than max_steps = {max_steps}: raise max_steps or dt0")
     return out
+
+
+# ----------------------------------------------------------------------------- the contract, once for every process
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """What `check_run` settled: ``kind`` ("discrete", "flow" or "sde"); ``ts`` the requested times (checked);
+    discrete: ``steps`` and ``times`` (the iterates saved and their t_k); flows: ``grid`` (t, or tau = log(1 + t)) and
+    the validated ``options`` (`flow_options`)."""
+
+    kind: str
+    ts: np.ndarray
+    steps: np.ndarray = None
+    times: np.ndarray = None
+    grid: np.ndarray = None
+    options: dict = None
+
+
+def check_run(process, y0, ts, *, observe=identity_observe, log_time=False, tau_grid=False, solver=None, rtol=1e-8,
+              atol=1e-10, max_steps=100_000, dt0=None, pcoeff=0.3, icoeff=0.3, allow_low_precision=False,
+              allow_long=False):
+    """Every check `simulate` and `simulate_sweep` make before compiling anything, in one place: the process
+    (`check_process`), the times (`check_times`), the clock (`check_clock`), a complex state (`check_state`),
+    observe (`check_observe`), the step grid and the long-run limit (`iterate_grid`; SDEs: (t1 - t0)/dt steps x
+    paths), the precision policy (`check_precision`) and the flow options (`flow_options`). ``y0``: the parameters
+    (inexact array leaves, already split from a model's static part and checked finite). Returns a `RunPlan`."""
+    check_process(process)
+    ts = check_times(ts)
+    check_clock(process, log_time, tau_grid)
+    check_state(process, y0)
+    check_observe(observe, np.expm1(ts[0]) if tau_grid else ts[0], y0)
+    if isinstance(process, AbstractDiscrete):
+        steps, times = iterate_grid(process, ts, allow_long)
+        check_precision(process, y0, steps[-1], allow_low_precision)
+        return RunPlan("discrete", ts, steps=steps, times=times)
+    if isinstance(process, AbstractSDE):
+        steps = np.ceil((ts[-1] - ts[0]) / float(process.dt)) * int(process.paths)
+        if not np.isfinite(steps) or steps > _step_limit(allow_long):
+            raise _too_many_steps(process, steps, f"paths x (t1 - t0) / dt = {process.paths} x "
+                                  f"{(ts[-1] - ts[0]) / float(process.dt):.3g} with dt = {float(process.dt):g}",
+                                  allow_long)
+        check_precision(process, y0, ts[-1], allow_low_precision)
+        return RunPlan("sde", ts)
+    grid = ts if tau_grid else (np.log1p(ts) if log_time else ts)
+    check_precision(process, y0, np.expm1(min(ts[-1], 700.0)) if tau_grid else ts[-1], allow_low_precision)
+    options = flow_options(rtol, atol, dt0, pcoeff, icoeff, solver, max_steps, span=grid[-1] - grid[0])
+    return RunPlan("flow", ts, grid=grid, options=options)
+
+
+@contextlib.contextmanager
+def run_errors(process, y0):
+    """Errors of a run, translated: raised while tracing (`traced_errors`) or inside compiled code
+    (`dynamics.errors.compiled_errors`)."""
+    with compiled_errors(), traced_errors(process, y0):
+        yield

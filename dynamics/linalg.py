@@ -243,16 +243,31 @@ def _start_block(start, n, k, dtype):
 
 
 def require_converged(result, what="eigensolver"):
-    """Return ``result`` if converged, else raise `SolverBudgetError` naming what was reached (host-side)."""
+    """Return ``result`` if converged, else raise `SolverBudgetError` naming what was reached (host-side).
+
+    The reached values are Rayleigh quotients, so each is a lower bound of the top eigenvalue it approximates
+    (lambda_1 >= v^T H v for a unit v), and some eigenvalue lies within its residual; without a gap at the top
+    that eigenvalue need not be lambda_1, so the value alone is no estimate of it to better than the bound."""
+    if not isinstance(result, Eigenpairs):
+        raise InputError(f"require_converged takes the Eigenpairs result of eigenpairs/solve_eigenpairs, got "
+                         f"{type(result).__name__}")
     if bool(result.converged):
         return result
     residuals = ", ".join(f"{float(r):.3g}" for r in result.residuals)
     raise SolverBudgetError(
         f"{what} did not converge: residuals ||H v - lambda v|| = [{residuals}] for eigenvalues "
-        f"{[round(float(v), 10) for v in result.values]}, tolerance {float(result.tolerance):.3g}, after "
+        f"{[round(float(v), 10) for v in result.values]} (Rayleigh quotients: lower bounds of the top eigenvalues, "
+        f"not accurate estimates), tolerance {float(result.tolerance):.3g}, after "
         f"{int(result.iterations)} of {int(result.max_iterations)} iterations ({int(result.hvps)} HVPs). Advice: "
         "raise the budget (steps), use a larger block (guard vectors: a start block with more columns than k), "
         "or warm-start from the previous eigenvectors; non-finite residuals mean a non-finite Hessian.")
+
+
+def _first_nonfinite_leaf(params):
+    """The path (`jax.tree_util.keystr`) of the first parameter leaf holding NaN or Inf."""
+    leaves = jax.tree_util.tree_flatten_with_path(partition_parameters(params, "params")[0])[0]
+    return next((jax.tree_util.keystr(path) or "params" for path, leaf in leaves
+                 if not bool(jnp.all(jnp.isfinite(leaf)))), "?")
 
 
 def _solve(loss, params, k, method, start, steps, tol):
@@ -270,7 +285,8 @@ def _solve(loss, params, k, method, start, steps, tol):
         result = lanczos(matvec, start, steps, k, tol)
     else:
         result = lobpcg(matvec, start, k, tol, steps)
-    return result, jnp.all(jnp.isfinite(flat))
+    finite = jnp.all(jnp.isfinite(flat))  # inside jit a non-finite point gives NaN values (no Hessian there)
+    return result._replace(values=jnp.where(finite, result.values, jnp.nan)), finite
 
 
 #: `_solve` compiled once per (loss object, parameter structure and shapes, k, method, start shape, steps).
@@ -288,7 +304,8 @@ def solve_eigenpairs(loss, params, k=1, method=None, start=None, steps=None, tol
     good cold, see benchmarks/README.md, but its budget is fixed rather than driven by the residual). tol:
     relative residual tolerance (`default_tol`). strict=True raises `SolverBudgetError` when not converged
     (inside jit: an equinox runtime error with the tolerance and budget, unless a parameter is non-finite);
-    strict=None means strict for "lobpcg" only. Non-finite parameters raise `InputError` (outside jit).
+    strict=None means strict for "lobpcg" only. Non-finite parameters raise `InputError` naming the leaf (outside
+    jit; inside jit the values are NaN). steps must be an integer >= 1 (`InputError`).
 
     Outside jit the solve is compiled once per (loss object, parameter shapes, k, method, start shape, steps) and
     reused: new parameter values, tolerances and warm starts do not recompile (a new loss object, e.g. a fresh
@@ -309,6 +326,11 @@ def solve_eigenpairs(loss, params, k=1, method=None, start=None, steps=None, tol
     tol = default_tol(dtype) if tol is None else tol
     if steps is None:
         steps = {"dense": 1, "lanczos": max(3 * (k or 1), 30), "lobpcg": LOBPCG_STEPS}[method]
+    elif not isinstance(steps, jax.core.Tracer) and (
+            isinstance(steps, bool) or not float(steps).is_integer() or int(steps) < 1):
+        raise InputError(f"steps (the {method} iteration budget) must be an integer >= 1, got {steps!r}")
+    else:
+        steps = steps if isinstance(steps, jax.core.Tracer) else int(steps)
     traced = any(isinstance(leaf, jax.core.Tracer) for leaf in leaves + jax.tree_util.tree_leaves((start, tol)))
     solve = _solve if traced else _solve_compiled
     if method != "dense":  # the default start is an argument too: cold and warm starts share one compilation
@@ -317,7 +339,8 @@ def solve_eigenpairs(loss, params, k=1, method=None, start=None, steps=None, tol
     result, finite = solve(loss, params, k, method, start, steps, jnp.asarray(tol, jnp.finfo(dtype).dtype))
     concrete = not isinstance(finite, jax.core.Tracer)
     if concrete and not bool(finite):
-        raise InputError("params contain NaN or Inf: the Hessian spectrum is undefined there")
+        raise InputError(f"params contain NaN or Inf (leaf {_first_nonfinite_leaf(params)}): the Hessian spectrum "
+                         "is undefined there")
     if not (method == "lobpcg" if strict is None else strict):
         return result
     if not concrete:

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import kernel
-from .errors import DivergenceError, InputError, SolverBudgetError
-from .processes.base import AbstractDiscrete, AbstractFlow, TimeUnit
-from .processes.sde import AbstractSDE
+from .errors import DivergenceError, SolverBudgetError
+from .processes.base import AbstractProcess, TimeUnit
+from .processes.sde import nonfinite_path_error
 from .trajectory import Trajectory
 
 
@@ -32,9 +32,12 @@ def _simulate_discrete(process, y0, steps, times, observe):
     diverged_at = int(diverged_at)
     if diverged_at >= 0:
         bad_time = kernel.time_of_iterate(process, diverged_at)
+        rate = kernel.describe_rate(process)
+        when = (f"step {diverged_at}" if process.time_unit == TimeUnit.STEP else f"t = {bad_time:.6g}") + (
+            f", {rate}" if rate else "")
         raise DivergenceError(
-            f"{type(process).__name__} diverged: iterate {diverged_at} (t = {bad_time:.6g}) is the first non-finite "
-            "one. Lower the learning rate (or the step sizes of the schedule).",
+            f"{type(process).__name__} diverged: iterate {diverged_at} ({when}) is the first non-finite one. Lower "
+            "the step size (the learning rate, the step sizes of the schedule, or the method's own step parameters).",
             step=diverged_at, time=bad_time, trajectory=traj)
     return traj
 
@@ -42,10 +45,9 @@ def _simulate_discrete(process, y0, steps, times, observe):
 # ----------------------------------------------------------------------------- flows
 
 
-def _simulate_flow(process, y0, ts, observe, log_time, tau_grid, solver, options, max_steps):
-    solver = diffrax.Tsit5() if solver is None else solver
-    y0, mask = kernel.split_complex(y0)
-    grid = ts if tau_grid else (np.log1p(ts) if log_time else ts)
+def _simulate_flow(process, y0, ts, grid, observe, log_time, tau_grid, options):
+    solver, max_steps = options["solver"], options["max_steps"]
+    y0, mask = kernel.split_complex(kernel.as_time_dtype(y0))
     ys, result, stats = kernel.run_flow(process, y0, mask, jnp.asarray(grid), observe, log_time, solver,
                                         options["rtol"], options["atol"], max_steps, options["dt0"],
                                         options["pcoeff"], options["icoeff"])
@@ -98,8 +100,12 @@ def _run_sde(process, y0, ts, observe, solver, noise_shape):
 
 def _simulate_sde(process, y0, ts, observe, solver):
     noise_shape = jax.eval_shape(lambda y: process.diffusion(ts[0], y), y0).shape[1:]
-    ys, ok, steps = _run_sde(process, y0, jnp.asarray(ts), observe, solver or diffrax.Euler(), noise_shape)
+    ys, ok, steps = _run_sde(process, kernel.as_time_dtype(y0), jnp.asarray(ts), observe, solver or diffrax.Euler(),
+                             noise_shape)
     traj = Trajectory(ts=ts, ys=ys, stats={"steps": int(steps), "paths": process.paths})
+    error = nonfinite_path_error(process, ts, ys, traj)
+    if error is not None:
+        raise error
     if not bool(ok):
         raise DivergenceError(f"{type(process).__name__}: a path became non-finite (last finite save at "
                               f"t = {_last_finite_time(ts, ys)})", trajectory=traj)
@@ -110,43 +116,56 @@ def _simulate_sde(process, y0, ts, observe, solver):
 
 
 def simulate(process, y0, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_time=False, tau_grid=False,
-             solver=None, max_steps=100_000, dt0=None, pcoeff=0.3, icoeff=0.3, allow_float32=False):
+             solver=None, max_steps=100_000, dt0=None, pcoeff=0.3, icoeff=0.3, allow_low_precision=False,
+             allow_long=False):
     """Run ``process`` from ``y0`` (the state at ts[0]) and save at the times ``ts`` (in ``process.time_unit``).
 
     ``y0`` is any pytree: arrays, or a model mixing arrays and non-arrays (an Equinox or Flax nnx module). Its
     floating-point array leaves are the parameters; the rest is held fixed (the process's loss is rebound to the
-    whole model), and ``traj.ys`` keeps the model's structure with the array leaves stacked.
+    whole model), and ``traj.ys`` keeps the model's structure with the array leaves stacked. A complex y0 is refused
+    unless the process runs on complex states (the complex `PrincipalFlow`, holomorphic losses): jax.grad of a real
+    loss of a complex w is the conjugate of its gradient; split such a state into real and imaginary parts.
 
     Discrete methods (GD, SGD, OptaxMethod, ...): iterate k sits at t_k = sum_{j<k} lr_j (`TimeUnit`): t = k lr
     for a constant rate, so ``ts`` is rounded to the step grid (y0 is iterate round(ts[0] / lr), which matters
     for k-dependent methods such as normalized GD); with a schedule each request is served by the first iterate
     with t_k >= t; step-time processes use t = k. ``traj.ts`` holds the times actually saved. The whole run is
-    one compiled `lax` loop storing only the T saved values; a new number (lr, momentum, ...) reuses the compiled
-    code. A non-finite iterate raises `DivergenceError` naming the first bad step. ``traj.stats``: steps and
-    the gradients / HVPs / third-derivative products they cost (the process's `StepCost`).
+    one compiled `lax` loop storing only the T saved values, in y0's dtype; a new number (lr, momentum, ...) reuses
+    the compiled code. A non-finite iterate raises `DivergenceError` naming the first bad step. ``traj.stats``: steps
+    and the gradients / HVPs / third-derivative products they cost (the process's `StepCost`).
 
-    Flows: diffrax with a PID step-size controller (``rtol``, ``atol``, ``pcoeff``, ``icoeff``),
-    Tsit5 unless ``solver`` is given. ``log_time=True`` integrates in tau = log(1 + t), for
-    horizons like t = e^40 ... e^400 (separable problems are stiff in t: explicit steps grow only
-    like t). Explicit solvers suit tight tolerances (rtol 1e-10 .. 1e-12); for tau ~ 1e3 .. 1e4 at
+    Flows: diffrax with a PID step-size controller (``rtol``, ``atol`` >= 0, not both 0; ``pcoeff``, ``icoeff``),
+    Tsit5 unless ``solver`` (a diffrax solver instance) is given; a fixed-step solver (diffrax.Euler()) takes
+    constant steps of ``dt0`` (required). ``dt0`` > 0 or None; ``max_steps`` a positive integer. ``log_time=True``
+    integrates in tau = log(1 + t), for horizons like t = e^40 ... e^400 (separable problems are stiff in t: explicit
+    steps grow only like t); only flows with a log-time field support it (GradientFlow, ModifiedFlow, PrincipalFlow).
+    Explicit solvers suit tight tolerances (rtol 1e-10 .. 1e-12); for tau ~ 1e3 .. 1e4 at
     rtol ~ 1e-6 pass diffrax.Kvaerno5() (implicit: a nearly constant step count at any horizon,
     but its Newton iteration struggles below rtol ~ 1e-9). Running out of ``max_steps`` raises
     `SolverBudgetError` with advice. ``tau_grid=True`` (with log_time) takes and returns ``ts`` as
     tau = log(1 + t) itself, for horizons past t = e^709 where t overflows float64 (``traj.time_unit``
     is then "tau"; ``observe`` still receives t = e^tau - 1, which is inf there). ``traj.stats``: diffrax's
-    step counts, ``field_evaluations`` (explicit Runge-Kutta solvers) and their derivative cost.
+    step counts, ``field_evaluations`` (explicit Runge-Kutta solvers) and their derivative cost. diffrax integrates
+    in float64 (the dtype of the times) whatever y0's dtype.
 
     SDEs (`StochasticModifiedEquation`): ``process.paths`` independent paths with a fixed step
     ``process.dt`` (Euler-Maruyama unless ``solver`` is given); ``ys`` leaves have shape (T, paths, ...).
 
     ``observe(t, theta)``: computed at each save instead of storing theta (e.g. a margin), so
-    long runs return the quantities, not the states. float32 states past the horizon where
-    exponentially-tailed runs stall raise `PrecisionError` unless ``allow_float32=True``.
+    long runs return the quantities, not the states; it must return an array or a pytree of arrays.
+
+    Limits. Precision: a state in any dtype below float64 (float32, float16, bfloat16) on an exponentially-tailed
+    separable loss raises `PrecisionError` past the dtype's horizon (1/(8 eps) steps, log t = -log(tiny) - log 1000:
+    1e6 steps and log t ~ 80 for float32; `kernel.low_precision_horizon`) unless ``allow_low_precision=True``.
+    Length: a run of more than 1e8 loop iterations (discrete steps; SDE steps x paths; `kernel.LONG_RUN_STEPS`)
+    raises `InputError` before compiling unless ``allow_long=True`` (minutes even for a tiny model).
+
+    Errors: bad input raises `InputError` (or `StepSizeError` for a learning rate), also when the loss fails on
+    y0 while being traced (the message names y0's shapes); checks inside compiled code raise the library's own
+    exception, message first (`dynamics.errors.error_if`).
     """
-    if not isinstance(process, (AbstractDiscrete, AbstractFlow, AbstractSDE)):
-        raise InputError(f"simulate needs a discrete method, a flow or an SDE (a dynamics process), got "
-                         f"{type(process).__name__}; for an optax optimizer use dynamics.OptaxMethod(loss, tx)")
-    ts = kernel.check_times(ts)
+    if not isinstance(process, AbstractProcess):
+        kernel.check_process(process)  # raises: bind_static below needs a process
     y0, static = kernel.split_parameters(y0)
     model = kernel.has_leaves(static)  # a model mixing arrays and non-arrays (an Equinox module)
     if model:
@@ -155,25 +174,16 @@ def simulate(process, y0, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_time=F
         observe = kernel.identity_observe
     elif model:
         observe = kernel.CombinedObserve(observe, static)
-    if isinstance(process, AbstractDiscrete):
-        if log_time or tau_grid:
-            raise InputError(f"log_time/tau_grid apply to flows; {type(process).__name__} is a discrete method whose "
-                             "iterates sit at t_k (pass physical times)")
-        traj = _simulate_discrete_checked(process, y0, ts, observe, allow_float32)
-    elif isinstance(process, AbstractSDE):
-        traj = _simulate_sde(process, y0, ts, observe, solver)
-    else:
-        if tau_grid and not log_time:
-            raise InputError("tau_grid=True gives ts as tau = log(1 + t): it needs log_time=True")
-        kernel.check_precision(process, y0, np.expm1(min(ts[-1], 700.0)) if tau_grid else ts[-1], allow_float32)
-        options = kernel.flow_options(rtol, atol, dt0, pcoeff, icoeff)
-        traj = _simulate_flow(process, y0, ts, observe, log_time, tau_grid, solver, options, max_steps)
+    plan = kernel.check_run(process, y0, ts, observe=observe, log_time=log_time, tau_grid=tau_grid, solver=solver,
+                            rtol=rtol, atol=atol, max_steps=max_steps, dt0=dt0, pcoeff=pcoeff, icoeff=icoeff,
+                            allow_low_precision=allow_low_precision, allow_long=allow_long)
+    with kernel.run_errors(process, y0):
+        if plan.kind == "discrete":
+            traj = _simulate_discrete(process, y0, plan.steps, plan.times, observe)
+        elif plan.kind == "sde":
+            traj = _simulate_sde(process, y0, plan.ts, observe, solver)
+        else:
+            traj = _simulate_flow(process, y0, plan.ts, plan.grid, observe, log_time, tau_grid, plan.options)
     if model and observe is kernel.identity_observe:
         traj = dataclasses.replace(traj, ys=eqx.combine(traj.ys, static))
     return traj
-
-
-def _simulate_discrete_checked(process, y0, ts, observe, allow_float32):
-    steps, times = kernel.iterate_grid(process, ts)  # once: a schedule is evaluated on the host
-    kernel.check_precision(process, y0, steps[-1], allow_float32)
-    return _simulate_discrete(process, y0, steps, times, observe)

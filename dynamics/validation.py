@@ -2,6 +2,7 @@
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .errors import InputError
@@ -24,9 +25,10 @@ def partition_parameters(tree, name):
 
 
 def finite_array(name, value, ndim=None):
-    """Return ``value`` as a float NumPy array, raising `InputError` on NaN/Inf or a wrong rank."""
+    """Return ``value`` as a NumPy array, raising `InputError` on a non-numeric dtype, NaN/Inf or a wrong rank
+    (every float dtype JAX has counts as numeric, bfloat16 included)."""
     arr = np.asarray(value)
-    if not np.issubdtype(arr.dtype, np.number):
+    if not (np.issubdtype(arr.dtype, np.number) or jnp.issubdtype(arr.dtype, jnp.inexact)):
         raise InputError(f"{name} must be numeric, got dtype {arr.dtype}")
     if ndim is not None and arr.ndim != ndim:
         raise InputError(f"{name} must have {ndim} dimension(s), got shape {arr.shape}")

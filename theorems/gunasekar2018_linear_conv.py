@@ -43,7 +43,7 @@ from scipy.special import softmax
 
 import dynamics as dyn
 from dynamics.errors import InputError
-from dynamics.measure import angle, fit_line, layer_alignment, predictor_kkt
+from dynamics.measure import angle, fit_line, layer_alignment, predictor_kkt, predictor_kkt_path
 from dynamics.models.networks import ConvolutionalNetwork, DeepLinear, DiagonalNetwork, classification_loss
 from dynamics.predictions import dft_l1_max_margin, dft_l1_norm
 from dynamics.sweeps import simulate_sweep
@@ -97,7 +97,7 @@ def _kkt_series(net, X, y, params, fourier):
     Z = y[:, None] * X
     beta = np.asarray(jax.vmap(net.predictor)(params))
     p = np.asarray(jax.vmap(loss.dual_weights)(params))
-    r = np.array([predictor_kkt(b, Z, w, net.depth, fourier=fourier) for b, w in zip(beta, p)])
+    r = predictor_kkt_path(beta, Z, p, net.depth, fourier=fourier)
     return {"beta": beta, "q_min": (beta @ Z.T).min(axis=1), "r_stat": r[:, 0], "r_cs": r[:, 1]}
 
 
@@ -202,7 +202,7 @@ class Gunasekar2018(Theorem):
             params = _flow(loss, net.init(beta0 ** (1.0 / 3.0)), taus)
             beta = np.asarray(jax.vmap(net.predictor)(params))
             p = np.asarray(jax.vmap(loss.dual_weights)(params))
-            r = np.array([predictor_kkt(b, SINGLE_Z[None, :], w, 3) for b, w in zip(beta, p)])
+            r = predictor_kkt_path(beta, SINGLE_Z[None, :], p, 3)
             winner = int(np.argmax(SINGLE_Z * beta0 ** (1.0 / 3.0)))
             loser = 1 - winner
             ratio = SINGLE_Z[loser] / SINGLE_Z[winner]

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import dynamics as dyn
-from dynamics.measure import angle, predictor_kkt
+from dynamics.measure import angle, predictor_kkt_path
 from dynamics.models.networks import (DeepLinear, DiagonalNetwork, ODeCoNetwork, classification_loss, regression_loss,
                                       require_odeco)
 from dynamics.predictions import (implicit_norm_minimizer, last_layer_zero_map, min_l1_interpolant,
@@ -170,11 +170,12 @@ class Yun2021(Theorem):
         k = int(np.argmin(angles[select]))
         support = np.zeros(d, bool)
         support[list(vertices[k][4])] = True
-        kkt = np.array([predictor_kkt(r, Zt, q, CLASS_DEPTH) for r, q in zip(rho, p)])
-        kkt_support = np.array([predictor_kkt(r[support], Zt[:, support], q, CLASS_DEPTH)[0] for r, q in zip(rho, p)])
+        separated = (rho @ Zt.T).min(axis=1) > 0  # KKT residuals exist only for separating predictors (else NaN)
+        kkt = predictor_kkt_path(rho, Zt, p, CLASS_DEPTH)
+        kkt_support = predictor_kkt_path(rho[:, support], Zt[:, support], p, CLASS_DEPTH)[:, 0]
         weights = np.abs(rho / (rho @ Zt.T).min(axis=1, keepdims=True)) ** (2.0 / CLASS_DEPTH)
         off_share = np.linalg.norm(weights[:, ~support], axis=1) / np.linalg.norm(weights, axis=1)
-        return {"taus": taus, "tau_select": taus[select], "separated": (rho @ Zt.T).min(axis=1) > 0,
+        return {"taus": taus, "tau_select": taus[select], "separated": separated,
                 "n_vertices": len(vertices), "objectives": np.array([v[0] for v in vertices]), "selected": k,
                 "vertex": vertices[k][1], "multipliers": vertices[k][2], "support": support,
                 "angle": angles[:, k], "nearest": angles.argmin(axis=1), "r_stat": kkt[:, 0],

@@ -17,6 +17,7 @@ from .kkt import layer_alignment as layer_alignment
 from .kkt import normalized_margin_homogeneous as normalized_margin_homogeneous
 from .kkt import parameter_kkt as parameter_kkt
 from .kkt import predictor_kkt as predictor_kkt
+from .kkt import predictor_kkt_path as predictor_kkt_path
 from .kkt import smoothed_margin as smoothed_margin
 from .rates import LinearFit as LinearFit
 from .rates import extrapolate_inverse as extrapolate_inverse

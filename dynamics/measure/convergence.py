@@ -14,6 +14,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ..errors import InputError
+from ..validation import finite_array
 from .rates import loglog_slope
 from ..simulate import simulate
 
@@ -36,14 +37,19 @@ def convergence_order(discrete, flow, y0, step_sizes, kind="local", horizon=None
     """Fit the order of ``flow(h)`` as a model of ``discrete(h)`` (both factories of processes).
 
     kind="local" compares one step; kind="global" compares at t = ``horizon`` (horizon / h must be an
-    integer). ``flow_y0`` (e.g. y0.astype(complex) for the principal flow) defaults to y0. The flow is
+    integer). step_sizes: at least two distinct positive values. Zero or non-finite errors raise `InputError`.
+    ``flow_y0`` (e.g. y0.astype(complex) for the principal flow) defaults to y0. The flow is
     integrated with Dopri8 at rtol 1e-13 so that its own error stays far below the measured ones.
     """
     if kind not in ("local", "global"):
         raise InputError(f"kind must be 'local' or 'global', got {kind!r}")
-    step_sizes = np.asarray(step_sizes, dtype=float)
+    step_sizes = finite_array("step_sizes", step_sizes, ndim=1).astype(float)
     if step_sizes.size < 2:
         raise InputError("convergence_order needs at least two step sizes")
+    if np.any(step_sizes <= 0):
+        raise InputError(f"step sizes must be positive, got {step_sizes.tolist()}")
+    if np.unique(step_sizes).size != step_sizes.size:
+        raise InputError(f"step sizes must be distinct (a slope needs different h), got {step_sizes.tolist()}")
     errors = []
     for h in step_sizes:
         t_end = h if kind == "local" else horizon
@@ -55,5 +61,9 @@ def convergence_order(discrete, flow, y0, step_sizes, kind="local", horizon=None
                                        solver=solver or diffrax.Dopri8()).ys)
         errors.append(np.linalg.norm(end_discrete - end_flow))
     errors = np.array(errors)
+    if not np.all(np.isfinite(errors)) or np.any(errors == 0):
+        raise InputError(f"errors {errors.tolist()} at h = {step_sizes.tolist()}: a zero error (the flow reproduces "
+                         "the discrete method exactly, e.g. a constant or linear field) or a non-finite one has no "
+                         "order to fit on a log scale")
     fit = loglog_slope(step_sizes, errors)
     return OrderFit(step_sizes=step_sizes, errors=errors, slope=fit.slope, slope_stderr=fit.slope_stderr, kind=kind)

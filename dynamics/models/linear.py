@@ -18,7 +18,14 @@ def tail_from(spec):
     if isinstance(spec, AbstractTail):
         return spec
     if isinstance(spec, str) and spec.startswith("polyexp:"):
-        return PolyExponential(float(spec.split(":", 1)[1]))
+        try:
+            nu = float(spec.split(":", 1)[1])
+        except ValueError:
+            nu = None
+        if nu is None or not np.isfinite(nu) or nu <= 0:
+            raise InputError(f"cannot parse the tail {spec!r}: 'polyexp:NU' needs a finite number NU > 0, "
+                             "e.g. 'polyexp:2'")
+        return PolyExponential(nu)
     if spec in TAILS:
         return TAILS[spec]()
     raise InputError(f"unknown loss {spec!r}; use one of {sorted(TAILS)}, 'polyexp:NU' or a tail object")

@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-from ..errors import DynamicsError
+from ..errors import DynamicsError, InputError
 from ..validation import finite_array
 from .max_margin import MaxMarginSolution
 
@@ -46,9 +46,16 @@ def separable_asymptotics(solution: MaxMarginSolution, Z, w0=None, reduction="su
             "the refined limit w_tilde needs non-degenerate data: support vectors "
             f"{solution.degenerate_support.tolist()} have zero dual weight or the support does not "
             f"span the data (spans_data={solution.spans_data}); only the O(log log t) bound applies.")
+    if reduction not in ("sum", "mean"):
+        raise InputError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     Z = finite_array("Z", Z, ndim=2)
     d = Z.shape[1]
+    if np.shape(solution.w) != (d,) or np.max(solution.support, initial=-1) >= len(Z):
+        raise InputError(f"Z ({Z.shape}) is not the data of this max-margin solution (w has shape "
+                         f"{np.shape(solution.w)}, support {solution.support.tolist()}): pass Z = y[:, None] * X")
     w0 = np.zeros(d) if w0 is None else finite_array("w0", w0, ndim=1)
+    if w0.shape != (d,):
+        raise InputError(f"w0 must have shape ({d},) (one entry per feature), got {w0.shape}")
     S, alpha = solution.support, solution.dual[solution.support]
     ZS = Z[S]
     offset = -np.log(len(Z)) if reduction == "mean" else 0.0

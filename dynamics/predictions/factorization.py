@@ -43,6 +43,10 @@ def min_trace_diagonal(a, y):
     """argmin tr X = sum x s.t. a x = y, x >= 0 (the PSD min-nuclear-norm solution for diagonal A_i; HiGHS LP)."""
     import scipy.optimize
 
+    a = finite_array("a", a, ndim=2)
+    y = finite_array("y", y, ndim=1)
+    if y.shape != (a.shape[0],):
+        raise InputError(f"a has {a.shape[0]} rows (measurements) but y has shape {y.shape}")
     res = scipy.optimize.linprog(np.ones(a.shape[1]), A_eq=a, b_eq=y, bounds=[(0, None)] * a.shape[1],
                                  method="highs")
     if res.status != 0:
@@ -52,6 +56,11 @@ def min_trace_diagonal(a, y):
 
 def singular_value_velocity(W, grad, depth):
     """Arora et al. 2019: sigma_r' = -N (sigma_r^2)^(1 - 1/N) u_r^T grad l(W) v_r (balanced init), with the
-    singular values of W in decreasing order."""
-    U, s, Vt = np.linalg.svd(np.asarray(W))
+    singular values of W in decreasing order (W, grad finite of one 2-D shape; depth N >= 1)."""
+    W, grad = finite_array("W", W, ndim=2), finite_array("grad", grad, ndim=2)
+    if W.shape != grad.shape:
+        raise InputError(f"grad must have the shape of W {W.shape}, got {grad.shape}")
+    if isinstance(depth, bool) or not depth >= 1:
+        raise InputError(f"depth must be >= 1 (the number of factors N), got {depth!r}")
+    U, s, Vt = np.linalg.svd(W)
     return s, -depth * (s**2) ** (1 - 1 / depth) * np.einsum("ir,ij,rj->r", U, np.asarray(grad), Vt)

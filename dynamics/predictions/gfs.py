@@ -183,12 +183,16 @@ def gfs_sharpness_scalar(w, y=1.0):
 
 
 def balanced_sharpness(depth, y=1.0):
-    """Smallest sharpness over all minimizers of the depth-D scalar net: D |y|^(2 - 2/D) (balanced point)."""
+    """Smallest sharpness over all minimizers of the depth-D scalar net: D |y|^(2 - 2/D) (balanced point; D >= 1)."""
+    if isinstance(depth, bool) or not depth >= 1 or not np.isfinite(y):
+        raise InputError(f"need depth >= 1 and a finite target y, got depth = {depth!r}, y = {y!r}")
     return depth * abs(y) ** (2.0 - 2.0 / depth)
 
 
 def require_stable_minimizer(lr, depth, y=1.0):
     """Raise StepSizeError when 2/lr is below every minimizer's sharpness (GD cannot converge to any minimizer)."""
+    if not (np.isscalar(lr) and np.isreal(lr) and np.isfinite(lr) and lr > 0):
+        raise InputError(f"the learning rate lr must be a finite real number > 0, got {lr!r}")
     floor = balanced_sharpness(depth, y)
     if 2.0 / lr < floor:
         raise StepSizeError(f"no minimizer of the depth-{depth} scalar network is stable at lr = {lr:.6g}: "

@@ -132,6 +132,14 @@ def require_interpolant(X, y, tol=1e-10):
     """Raise InputError unless X beta = y has a solution (the underdetermined regression setting)."""
     X = finite_array("X", X, ndim=2)
     y = finite_array("y", y, ndim=1)
+    for name, value in (("X", X), ("y", y)):
+        if np.iscomplexobj(value):
+            raise InputError(f"{name} is complex: the implicit-norm programs are real regression problems")
+    if X.shape[0] != y.shape[0]:
+        raise InputError(f"X has {X.shape[0]} rows but y has {y.shape[0]} entries")
+    if X.size == 0:
+        raise InputError(f"the system X beta = y is empty (X has shape {X.shape})")
+    X, y = X.astype(float), y.astype(float)
     beta = np.linalg.lstsq(X, y, rcond=None)[0]
     residual = np.linalg.norm(X @ beta - y) / max(np.linalg.norm(y), 1e-300)
     if residual > tol:
@@ -171,6 +179,11 @@ def implicit_norm_minimizer(X, y, mirror, tol=1e-13, max_iter=200, nu0=None):
     full Newton steps. Cost per iteration: one N x N solve plus O(N d) per backtracking trial.
     """
     X, y = require_interpolant(X, y)
+    rank = np.linalg.matrix_rank(X)
+    if rank < X.shape[0]:
+        raise InputError(f"the rows of X are linearly dependent (rank {rank} < {X.shape[0]} equations, e.g. a "
+                         "duplicate row): the dual nu is not unique and Newton's Jacobian X diag(Phi') X^T is "
+                         "singular; drop the dependent equations (the minimizer is the same)")
     nu = np.zeros(X.shape[0]) if nu0 is None else _warm_start(X, mirror, nu0)
     scale = max(np.linalg.norm(y), 1e-300)
     for it in range(max_iter):
@@ -179,7 +192,10 @@ def implicit_norm_minimizer(X, y, mirror, tol=1e-13, max_iter=200, nu0=None):
         if np.linalg.norm(F) <= tol * scale:
             return ImplicitNormSolution(mirror.forward(m), nu, float(np.linalg.norm(F) / scale), it)
         J = (X * mirror.derivative(m)) @ X.T
-        step = np.linalg.solve(J, F)
+        try:
+            step = np.linalg.solve(J, F)
+        except np.linalg.LinAlgError:  # Phi' spans more than float64's range: the least-squares Newton step
+            step = np.linalg.lstsq(J, F, rcond=None)[0]
         t = 1.0
         with np.errstate(over="ignore", invalid="ignore"):  # trial steps may overflow; they are rejected
             while t > 1e-12:
@@ -191,19 +207,30 @@ def implicit_norm_minimizer(X, y, mirror, tol=1e-13, max_iter=200, nu0=None):
                 t /= 2
         if t <= 1e-12:
             raise DynamicsError(f"implicit_norm_minimizer ({mirror.name}): no Newton step decreases the residual "
-                                f"(residual {np.linalg.norm(F) / scale:.3g} after {it} iterations); the "
-                                "initialization scale is too extreme for float64 at this tolerance")
+                                f"(residual {np.linalg.norm(F) / scale:.3g} after {it} iterations) from "
+                                f"{'nu = 0' if nu0 is None else 'the given nu0'}: the start is too far from the "
+                                "solution for damped Newton (at small initialization scales nu ~ log(1/alpha)). "
+                                "Warm-start with nu0: continue over the scale (e.g. alpha = 1, 0.1, ..., down to "
+                                "yours, each solve started at the previous .nu); that reaches alpha = 1e-12 in float64")
         nu = nu - t * step
     raise DynamicsError(f"implicit_norm_minimizer ({mirror.name}): Newton did not reach {tol:g} in {max_iter} "
-                        f"iterations (last residual {np.linalg.norm(F) / scale:.3g}); the scale may be extreme")
+                        f"iterations (last residual {np.linalg.norm(F) / scale:.3g}); at extreme scales warm-start "
+                        "with nu0 (continuation over the scale, see the docstring)")
 
 
 def optimality_certificate(X, y, beta, mirror):
-    """(feasibility ||X beta - y|| / ||y||, ||(I - P_{range X^T}) grad Q(beta)|| / ||grad Q(beta)||)."""
+    """(feasibility ||X beta - y|| / ||y||, ||(I - P_{range X^T}) grad Q(beta)|| / ||grad Q(beta)||); each ratio is
+    the absolute residual when its denominator is 0 (y = 0, or grad Q(beta) = 0 at beta = beta(0))."""
+    X = finite_array("X", X, ndim=2)
+    y = finite_array("y", y, ndim=1)
+    beta = finite_array("beta", beta, ndim=1)
+    if y.shape != (X.shape[0],) or beta.shape != (X.shape[1],):
+        raise InputError(f"X {X.shape} needs y of shape ({X.shape[0]},) and beta of shape ({X.shape[1]},); got "
+                         f"{y.shape}, {beta.shape}")
     grad_q = mirror.inverse(beta) - mirror.m0
     coef = np.linalg.lstsq(X.T, grad_q, rcond=None)[0]
-    stationarity = np.linalg.norm(grad_q - X.T @ coef) / max(np.linalg.norm(grad_q), 1e-300)
-    return float(np.linalg.norm(X @ beta - y) / np.linalg.norm(y)), float(stationarity)
+    stationarity = np.linalg.norm(grad_q - X.T @ coef) / (np.linalg.norm(grad_q) or 1.0)
+    return float(np.linalg.norm(X @ beta - y) / (np.linalg.norm(y) or 1.0)), float(stationarity)
 
 
 def min_l2_interpolant(X, y):

@@ -29,9 +29,9 @@ import numpy as np
 import scipy.optimize
 
 from ..errors import DynamicsError, InputError, PrecisionError, SolverBudgetError
-from ..validation import finite_array, labelled_data
+from ..validation import finite_array
 from .implicit_norms import require_interpolant
-from .max_margin import require_separable
+from .max_margin import HIGHS, labelled_real, power_of_two, require_separable
 
 
 def dft_l1_norm(w):
@@ -43,8 +43,6 @@ def _dft_linf_norm(g):
     return np.abs(np.fft.fft(g, norm="ortho", axis=-1)).max(axis=-1)
 
 
-#: HiGHS feasibility tolerances (its smallest): cut violations below them are not enforced.
-HIGHS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
 
 #: name -> (N, N_*): the norms `margin_certificate` knows.
 NORMS = {"l1": (lambda w: np.abs(w).sum(axis=-1), lambda g: np.abs(g).max(axis=-1)),
@@ -69,14 +67,18 @@ class MarginCertificate:
 
 def margin_certificate(X, y, w, dual, norm="l1"):
     """`MarginCertificate` of a candidate w and dual weights (N,) for norm "l1" or "dft_l1". Cost O(N d + d log d)."""
-    _, _, Z = labelled_data(X, y)
+    _, _, Z = labelled_real(X, y)
     if norm not in NORMS:
         raise InputError(f"norm must be one of {sorted(NORMS)}, got {norm!r}")
     primal, dual_norm = NORMS[norm]
     w, lam = np.asarray(w, float), np.asarray(dual, float)
     if w.shape != (Z.shape[1],) or lam.shape != (Z.shape[0],):
         raise InputError(f"w must have shape ({Z.shape[1]},) and dual ({Z.shape[0]},); got {w.shape}, {lam.shape}")
+    if not np.all(np.isfinite(w)) or not np.all(np.isfinite(lam)):
+        raise InputError("w and dual must be finite")
     value, g, m = primal(w), Z.T @ lam, Z @ w
+    if not value > 0:
+        raise InputError("w = 0 is not a candidate separator: the relative residuals divide by N(w)")
     return MarginCertificate(
         infeasibility=float(max(0.0, 1.0 - m.min())),
         dual_infeasibility=float(max(0.0, dual_norm(g) - 1.0, -lam.min())),
@@ -85,18 +87,24 @@ def margin_certificate(X, y, w, dual, norm="l1"):
 
 
 def _l1_program(A, b, equality, name):
-    """min ||w||_1 s.t. A w >= b (equality: A w = b), as the HiGHS LP min 1^T (p + q) over w = p - q, p, q >= 0.
+    """min ||w||_1 s.t. A w >= b (equality: A w = b), as the HiGHS LP min c^T (p + q) over w = diag(c) (p - q), p, q >= 0.
 
+    c: power-of-two column scales (`max_margin.power_of_two`) that bring every column of A to max |entry| ~ 1, and
+    the costs are c / max c: HiGHS's tolerances are absolute and it drops matrix entries below 1e-9 and refuses
+    entries above 1e15, so data of scale 1e-9 or 1e15, or a small separating feature, must be scaled (exactly).
     Returns (w, multipliers): lam >= 0 (inequality) or nu (equality), an optimal point of the dual
-    max b.lam s.t. ||A^T lam||_inf <= 1 (HiGHS marginals are d(objective)/d(right-hand side))."""
+    max b.lam s.t. ||A^T lam||_inf <= 1 (HiGHS marginals are d(objective)/d(right-hand side), times max c)."""
     d = A.shape[1]
-    split = np.hstack([A, -A])
+    c = power_of_two(np.abs(A).max(axis=0))
+    top = c.max()
+    split = np.hstack([A * c, -A * c])
     constraints = {"A_eq": split, "b_eq": b} if equality else {"A_ub": -split, "b_ub": -b}
-    res = scipy.optimize.linprog(np.ones(2 * d), bounds=(0, None), method="highs", options=HIGHS, **constraints)
+    res = scipy.optimize.linprog(np.tile(c / top, 2), bounds=(0, None), method="highs", options=HIGHS, **constraints)
     if res.status != 0:
-        raise DynamicsError(f"{name}: HiGHS failed: {res.message}")
+        raise PrecisionError(f"{name}: HiGHS failed on the column-scaled program: {res.message} (the data's "
+                             "entries within a column or row differ too much in scale for its tolerances)")
     multipliers = res.eqlin.marginals if equality else np.maximum(-res.ineqlin.marginals, 0.0)
-    return res.x[:d] - res.x[d:], multipliers
+    return c * (res.x[:d] - res.x[d:]), multipliers * top
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +129,7 @@ def l1_max_margin(X, y):
     The LP may be degenerate (several optimal w); compare margins or objectives, not vectors.
     Raises `NonSeparableError` (with a Farkas certificate) when no separator exists.
     """
-    _, _, Z = labelled_data(X, y)
+    _, _, Z = labelled_real(X, y)
     require_separable(Z)
     w, lam = _l1_program(Z, np.ones(len(Z)), False, "l1_max_margin")
     return L1MaxMarginSolution(w=w, margin=1.0 / np.abs(w).sum(), dual=lam, subgradient=Z.T @ lam,
@@ -176,14 +184,14 @@ def dft_l1_max_margin(X, y, tol=1e-10, max_lp=200, initial_angles=8):
     `PrecisionError` when three LPs in a row improve neither bound (tol below the LP tolerance floor, ~1e-11).
     Cost: ~15-20 LPs with d + d//2 + 1 columns and N + O(d (initial_angles + solves)) rows (ms each, d ~ 10).
     """
-    _, _, Z = labelled_data(X, y)
+    _, _, Z = labelled_real(X, y)
     require_separable(Z)
     if not 0 < tol < 1:
         raise InputError(f"tol must lie in (0, 1), got {tol}")
     if int(max_lp) < 1 or int(initial_angles) < 3:
         raise InputError(f"need max_lp >= 1 and initial_angles >= 3, got {max_lp}, {initial_angles}")
     n, d = Z.shape
-    scale = np.abs(Z).max()
+    scale = 1.0 / power_of_two(np.abs(Z).max())  # a power of two: exact
     re, im, weights, real = _half_spectrum(d)
     K = len(weights)
     cuts_w, cuts_k = [], []
@@ -204,7 +212,10 @@ def dft_l1_max_margin(X, y, tol=1e-10, max_lp=200, initial_angles=8):
                                      b_ub=np.r_[np.zeros(len(cuts_k)), -np.ones(n)],
                                      bounds=[(None, None)] * d + [(0, None)] * K, method="highs", options=HIGHS)
         if res.status != 0:
-            raise DynamicsError(f"dft_l1_max_margin: HiGHS failed at LP {solve}: {res.message}")
+            raise PrecisionError(f"dft_l1_max_margin: HiGHS failed at LP {solve}: {res.message}. The data is "
+                                 "separable (checked), so the LP lost entries: HiGHS drops matrix entries below 1e-9 "
+                                 "(after scaling to max |z_nj| = 1), e.g. a separating feature 1e9 times smaller "
+                                 "than the others; the DFT norm mixes coordinates, so they cannot be rescaled apart")
         w_s, t = res.x[:d], res.x[d:]
         w, lam = w_s / scale, np.maximum(-res.ineqlin.marginals[-n:], 0.0) / scale
         lam = lam / max(1.0, _dft_linf_norm(Z.T @ lam))

@@ -2,8 +2,10 @@
 
 import numpy as np
 
-from ..errors import StepSizeError
+from ..errors import InputError, StepSizeError
+from ..models.linear import tail_from
 from ..models.losses import Exponential
+from ..validation import finite_array
 
 
 def gd_step_bound(Z, tail, reduction="sum", loss_at_start=None):
@@ -11,13 +13,16 @@ def gd_step_bound(Z, tail, reduction="sum", loss_at_start=None):
 
     beta-smooth tails (logistic, beta = 1/4): eta < 2 / (beta sigma_max(Z)^2).
     Exponential (not globally smooth; Hessian <= L(w) max_n ||z_n||^2): eta <= 1 / (L(w0) max ||z_n||^2),
-    which needs ``loss_at_start``. A mean loss multiplies the bound by N.
+    which needs ``loss_at_start``. A mean loss multiplies the bound by N. ``tail``: a tail or its name (`tail_from`).
     """
-    Z = np.asarray(Z)
+    Z = finite_array("Z", Z, ndim=2)
+    tail = tail_from(tail)
+    if reduction not in ("sum", "mean"):
+        raise InputError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     scale = len(Z) if reduction == "mean" else 1.0
     if isinstance(tail, Exponential):
-        if loss_at_start is None:
-            raise ValueError("the exponential-loss bound needs loss_at_start = L(w0)")
+        if loss_at_start is None or not loss_at_start > 0:
+            raise InputError(f"the exponential-loss bound needs loss_at_start = L(w0) > 0, got {loss_at_start}")
         return scale / (loss_at_start * np.max(np.sum(Z**2, axis=1)))
     if tail.smoothness is None:
         raise StepSizeError(f"no global step bound is known for {type(tail).__name__}")

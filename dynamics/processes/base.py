@@ -77,6 +77,8 @@ def real_parameter(value, name, lower=-math.inf, upper=math.inf, closed_upper=Fa
     array, so that a new value reuses the compiled code; traced values pass through."""
     if isinstance(value, jax.core.Tracer):
         return value
+    if value is None or isinstance(value, (bool, np.bool_, str, bytes)):
+        raise InputError(f"{name} must be a real scalar, got {value!r}")
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -97,6 +99,15 @@ class AbstractProcess(eqx.Module):
     def step_cost(self, theta):
         """``cost`` for parameters like ``theta`` (host-side); override when it depends on the model's size."""
         return self.cost
+
+    @property
+    def complex_state(self):
+        """Whether the process runs on complex states. False by default, and `simulate` then refuses a complex y0: the
+        derivative of a real-valued loss of w = x + i y is not what ``jax.grad`` returns (it returns the conjugate,
+        grad_x L - i grad_y L), and a complex-valued loss has no descent direction. A process whose derivatives are
+        holomorphic (``dynamics.derivatives.gradient``) and that checks its loss is holomorphic overrides this
+        (the complex principal flow)."""
+        return False
 
     def bind_static(self, static):
         """This process with its objective evaluated at ``eqx.combine(params, static)``: how `simulate` runs a

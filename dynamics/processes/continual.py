@@ -12,10 +12,9 @@ growing with the phase length n, changing sign when the task order is reversed).
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ..derivatives import scalar_loss
-from ..errors import InputError
+from .arguments import callable_argument, integer_parameter
 from .modified_losses import igr_loss
 from .base import AbstractDiscrete, AbstractFlow, positive_lr
 
@@ -27,10 +26,10 @@ class _TwoTasks(eqx.Module):
     phase: object  # an int64 array: it enters only arithmetic (k // n, n h), so a new n reuses the compiled code
 
     def __init__(self, first, second, lr, phase=1):
-        if not (isinstance(phase, (int, np.integer)) and not isinstance(phase, bool) and phase >= 1):
-            raise InputError(f"phase (steps per task) must be a positive integer, got {phase!r}")
-        self.first, self.second, self.lr = first, second, positive_lr(lr)
-        self.phase = jnp.asarray(int(phase), jnp.int64)
+        what = "a loss: a function of the parameters returning a scalar"
+        self.first, self.second = callable_argument(first, "first", what), callable_argument(second, "second", what)
+        self.lr = positive_lr(lr)
+        self.phase = jnp.asarray(integer_parameter(phase, "phase (steps per task)"), jnp.int64)
 
 
 class SequentialGD(_TwoTasks, AbstractDiscrete):

@@ -6,6 +6,10 @@ p = 0 is GD with the static rate ``scale``; at p = 1 (scale 2) the curvature alo
 the stability edge h ||Hg||/||g|| = 2. Hg by an HVP (hg="hvp") or by the finite difference
 [g(theta + eps g) - g(theta)] / eps with a step of length 0.01 along g (hg="finite_difference", as in the
 authors' code). Step sizes vary, so iterate k sits at step time t = k (``time_unit = "step"``).
+
+At a critical point (g = 0) the ratio ||Hg||/||g|| is 0/0; it is read as 0 there, so h = max_lr (scale at p = 0)
+and the step h g is 0: a critical point is a fixed point, as for GD. ``power`` must be finite and >= 0 and
+``scale``, ``max_lr`` finite and > 0 (`InputError` otherwise).
 """
 
 import equinox as eqx
@@ -19,6 +23,11 @@ from .base import AbstractDiscrete, StepCost, TimeUnit, real_parameter
 HG_METHODS = ("hvp", "finite_difference")
 
 
+def _nonzero(norm):
+    """||g||, or 1 where g = 0 (where the numerator is 0 too: the 0/0 is then read as 0)."""
+    return jnp.where(norm > 0, norm, 1.0)
+
+
 class DriftAdjustedGD(AbstractDiscrete):
     loss: callable = eqx.field(static=True)
     power: object
@@ -30,7 +39,7 @@ class DriftAdjustedGD(AbstractDiscrete):
     def __init__(self, loss, power=1.0, scale=2.0, max_lr=5.0, hg="hvp"):
         if hg not in HG_METHODS:
             raise InputError(f"hg must be one of {HG_METHODS}, got {hg!r}")
-        self.power = real_parameter(power, "power")
+        self.power = real_parameter(power, "power", 0.0)
         self.scale, self.max_lr = real_parameter(scale, "scale"), real_parameter(max_lr, "max_lr")
         concrete = not any(isinstance(x, jax.core.Tracer) for x in (self.scale, self.max_lr))  # traced: unchecked
         if concrete and not (self.scale > 0 and self.max_lr > 0):
@@ -44,14 +53,14 @@ class DriftAdjustedGD(AbstractDiscrete):
         return StepCost(1.0, 1.0) if self.hg == "hvp" else StepCost(2.0)
 
     def curvature_product(self, theta, g):
-        """H g by an HVP or by the finite difference along g (step 0.01 / ||g||)."""
+        """H g by an HVP or by the finite difference along g (step 0.01 / ||g||; 0 at g = 0)."""
         if self.hg == "hvp":
             return hvp(scalar_loss(self.loss))(theta, g)
-        eps = 0.01 / jnp.linalg.norm(g)
+        eps = 0.01 / _nonzero(jnp.linalg.norm(g))
         return (gradient(self.loss)(theta + eps * g) - g) / eps
 
     def _rate(self, theta, g):
-        ratio = jnp.linalg.norm(self.curvature_product(theta, g)) / jnp.linalg.norm(g)
+        ratio = jnp.linalg.norm(self.curvature_product(theta, g)) / _nonzero(jnp.linalg.norm(g))  # 0 at g = 0
         return jnp.minimum(self.scale / ratio**self.power, self.max_lr)
 
     def learning_rate(self, theta):

@@ -14,8 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..errors import InputError, StepSizeError
+from ..errors import InputError, StepSizeError, error_if
 from ..models.losses import as_objective
+from .arguments import integer_parameter, prng_key
 from .base import AbstractDiscrete, StepCost, positive_lr, real_parameter
 
 class MomentumState(NamedTuple):
@@ -32,6 +33,7 @@ class ShuffleState(NamedTuple):
     order: jax.Array
 
 
+_all_finite = lambda tree: jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]))
 _tree_add = lambda a, b: jax.tree_util.tree_map(jnp.add, a, b)
 _plus_momentum = lambda d, b, m: jax.tree_util.tree_map(lambda x, y: x + b * y, d, m)  # d + b m
 
@@ -107,6 +109,11 @@ class NormalizedGD(AbstractDiscrete):
     The step -eta_k grad L = -(lr/sqrt(k+1)) grad log L is formed as one log-space scale
     log(lr) - log(k+1)/2 - log L inside the per-example weights (softmax(-q) for the exp loss),
     never as 1/L times a vanishing gradient. ``lr`` is eta-bar; iterate k sits at t = k * lr.
+
+    The loss must be positive. At L(theta_k) = 0 (a global minimum of a nonnegative loss) the step is defined as 0:
+    the iterate stays put. L(theta_k) = +inf (overflow) makes iterate k + 1 non-finite, so `simulate` raises
+    `DivergenceError` naming that step (the step lr / L would be 0 and the run would freeze silently). L < 0 or NaN
+    at a finite iterate raises an error naming the positivity requirement.
     """
 
     loss: object
@@ -117,7 +124,13 @@ class NormalizedGD(AbstractDiscrete):
         self.lr = positive_lr(lr)
 
     def step(self, theta, k):
-        log_scale = jnp.log(self.lr) - 0.5 * jnp.log1p(k) - self.loss.log_value(theta)
+        log_loss = self.loss.log_value(theta)
+        log_loss = error_if(log_loss, jnp.isnan(log_loss) & _all_finite(theta),
+                            "NormalizedGD needs a positive loss: L(theta_k) < 0 or NaN at a finite iterate (its step "
+                            "lr grad log L / sqrt(k + 1) takes log L); shift or square the loss so that L > 0")
+        log_scale = jnp.log(self.lr) - 0.5 * jnp.log1p(k) - log_loss
+        # L = 0: scale 0 (stay put, 0 * grad 0); L = inf: NaN (a non-finite iterate that simulate names)
+        log_scale = jnp.where(log_loss == -jnp.inf, -jnp.inf, jnp.where(log_loss == jnp.inf, jnp.nan, log_scale))
         return _tree_add(theta, self.loss.descent_direction(theta, log_scale))
 
 
@@ -187,7 +200,7 @@ class SGD(_Descent):
     order of summation. sampling="replacement": each batch is B indices drawn uniformly with replacement.
     Randomness comes only from ``key`` (folded with the epoch or step index), so a run is
     reproducible and replayable from any iterate. A constant ``lr``; iterate k sits at t = k lr. B / N gradients
-    per step.
+    per step. ``key``: one PRNG key (jax.random.PRNGKey(0) or jax.random.key(0); `InputError` otherwise).
     """
 
     loss: object
@@ -204,13 +217,10 @@ class SGD(_Descent):
                 "use a MarginLoss such as linear_classifier(...)")
         if sampling not in ("reshuffle", "replacement"):
             raise InputError(f"sampling must be 'reshuffle' or 'replacement', got {sampling!r}")
-        n = loss.num_examples
-        if not (isinstance(batch_size, int) and 1 <= batch_size <= n):
-            raise InputError(f"batch_size must be an integer in [1, N={n}], got {batch_size!r}")
         self.loss = loss
         self.lr = positive_lr(lr)
-        self.batch_size = batch_size
-        self.key = key
+        self.batch_size = integer_parameter(batch_size, "batch_size", 1, loss.num_examples, "N")
+        self.key = prng_key(key)
         self.sampling = sampling
 
     @property

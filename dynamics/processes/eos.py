@@ -17,6 +17,7 @@ from jax.flatten_util import ravel_pytree
 from ..derivatives import gradient, third
 from ..errors import InputError
 from ..linalg import solve_eigenpairs
+from .arguments import integer_parameter
 from .base import AbstractDiscrete, AbstractFlow, StepCost, TimeUnit, positive_lr, real_parameter
 
 
@@ -125,12 +126,14 @@ class CentralFlow(AbstractDiscrete):
                  tol=1e-9, max_iterations=50):
         if method not in ("dense", "lanczos", "lobpcg"):
             raise InputError(f"method must be 'dense', 'lanczos' or 'lobpcg', got {method!r}")
-        if int(k) < 1 or int(substeps) < 1 or int(guard) < 0:
-            raise InputError(f"need k >= 1, substeps >= 1 and guard >= 0, got {k}, {substeps}, {guard}")
         self.loss, self.lr = loss, positive_lr(lr)
-        self.k, self.threshold, self.substeps = int(k), real_parameter(threshold, "threshold", 0.0), int(substeps)
-        self.method, self.lanczos_steps = method, int(lanczos_steps)
-        self.guard, self.tol, self.max_iterations = int(guard), real_parameter(tol, "tol", 0.0), int(max_iterations)
+        self.k, self.substeps = integer_parameter(k, "k"), integer_parameter(substeps, "substeps")
+        self.threshold = real_parameter(threshold, "threshold", 0.0)
+        self.method = method
+        self.lanczos_steps = integer_parameter(lanczos_steps, f"lanczos_steps (at least k = {self.k} Ritz pairs)",
+                                               self.k if method == "lanczos" else 1)
+        self.guard, self.tol = integer_parameter(guard, "guard", 0), real_parameter(tol, "tol", 0.0)
+        self.max_iterations = integer_parameter(max_iterations, "max_iterations")
 
     def _flat(self, w):
         flat, unravel = ravel_pytree(w)

@@ -14,7 +14,10 @@ import equinox as eqx
 import jax
 
 from ..derivatives import scalar_loss
-from .base import AbstractDiscrete, AbstractFlow, positive_lr, real_parameter
+from .arguments import callable_argument, flag, like, state_tuple
+from .base import AbstractDiscrete, AbstractFlow, positive_lr
+
+STATE_HINT = "pass y0 = (phi, theta), the two players' parameters"
 
 
 class _PlayerField(eqx.Module):
@@ -34,6 +37,10 @@ def game_fields(loss_phi, loss_theta):
 
 
 class _Game(eqx.Module):
+    """f, g: the players' update fields (phi, theta) -> -grad L_i (`game_fields`); lr: h > 0; alpha, lam: the players'
+    rate factors, finite and > 0 (a negative factor would make that player ascend its loss); alternating: True/False.
+    The state is the pair (phi, theta)."""
+
     f: callable = eqx.field(static=True)
     g: callable = eqx.field(static=True)
     lr: object
@@ -42,12 +49,18 @@ class _Game(eqx.Module):
     alternating: bool = eqx.field(static=True)  # selects the update order (Python control flow)
 
     def __init__(self, f, g, lr, alpha=1.0, lam=1.0, alternating=False):
-        self.f, self.g, self.lr = f, g, positive_lr(lr)
-        self.alpha, self.lam = real_parameter(alpha, "alpha"), real_parameter(lam, "lam")
-        self.alternating = bool(alternating)
+        what = "a function (phi, theta) -> the player's update direction, e.g. from dynamics.game_fields(L1, L2)"
+        self.f, self.g = callable_argument(f, "f", what), callable_argument(g, "g", what)
+        self.lr = positive_lr(lr)
+        self.alpha, self.lam = positive_lr(alpha, "rate factor alpha"), positive_lr(lam, "rate factor lam")
+        self.alternating = flag(alternating, "alternating")
+
+    def players(self, z):
+        """(phi, theta) from the state, checked at trace time."""
+        return state_tuple(z, ("phi", "theta"), type(self).__name__, STATE_HINT)
 
     def scaled(self, z):
-        phi, theta = z
+        phi, theta = self.players(z)
         return self.alpha * self.f(phi, theta), self.lam * self.g(phi, theta)
 
 
@@ -55,21 +68,21 @@ class GameGD(_Game, AbstractDiscrete):
     """phi' = phi + alpha h f(phi, theta); theta' = theta + lambda h g(phi or phi', theta)."""
 
     def step(self, z, k):
-        phi, theta = z
+        phi, theta = self.players(z)
         new_phi = phi + self.lr * self.alpha * self.f(phi, theta)
         seen = new_phi if self.alternating else phi
-        return new_phi, theta + self.lr * self.lam * self.g(seen, theta)
+        return like(z, (new_phi, theta + self.lr * self.lam * self.g(seen, theta)))
 
 
 class GameModifiedFlow(_Game, AbstractFlow):
     """z. = F - (h/2) F'F (+ (0, alpha lambda h (d_phi g) f) for alternating updates); local error O(h^3)."""
 
     def field(self, t, z):
-        F = self.scaled(z)
-        drift = jax.jvp(self.scaled, (z,), (F,))[1]
+        phi, theta = self.players(z)
+        F = self.scaled((phi, theta))
+        drift = jax.jvp(self.scaled, ((phi, theta),), (F,))[1]
         dphi, dtheta = (a - self.lr / 2.0 * b for a, b in zip(F, drift))
         if self.alternating:
-            phi, theta = z
             f = self.f(phi, theta)
             dtheta = dtheta + self.alpha * self.lam * self.lr * jax.jvp(lambda p: self.g(p, theta), (phi,), (f,))[1]
-        return dphi, dtheta
+        return like(z, (dphi, dtheta))

@@ -18,8 +18,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..errors import InputError
 from ..models.losses import as_objective
+from .arguments import integer_parameter
 from .base import AbstractFlow, StepCost, positive_lr
 
 MAX_ORDER = 5
@@ -49,8 +49,7 @@ def _scaled_sum(terms):
 
 def bea_coefficients(field, order):
     """[f_1, ..., f_order] for explicit Euler on ``field`` (theta -> pytree like theta)."""
-    if not (isinstance(order, int) and 1 <= order <= MAX_ORDER):
-        raise InputError(f"modified-flow order must be an integer in [1, {MAX_ORDER}], got {order!r}")
+    order = integer_parameter(order, "modified-flow order", 1, MAX_ORDER)
     fields = [field]
     for j in range(2, order + 1):
         terms = []
@@ -80,11 +79,9 @@ class ModifiedFlow(AbstractFlow):
     order: int = eqx.field(static=True)  # the number of BEA terms: it shapes the traced program
 
     def __init__(self, loss, lr, order):
-        if not (isinstance(order, int) and 1 <= order <= MAX_ORDER):
-            raise InputError(f"modified-flow order must be an integer in [1, {MAX_ORDER}], got {order!r}")
         self.loss = as_objective(loss)
         self.lr = positive_lr(lr)
-        self.order = order
+        self.order = integer_parameter(order, "modified-flow order", 1, MAX_ORDER)
 
     @property
     def cost(self):

@@ -61,5 +61,12 @@ class OptaxMethod(AbstractDiscrete):
     def step(self, state, k):
         theta, opt_state = state
         gradient = jax.tree_util.tree_map(jnp.negative, self.loss.descent_direction(theta))
-        updates, opt_state = self.tx.update(gradient, opt_state, theta)
+        try:
+            updates, opt_state = self.tx.update(gradient, opt_state, theta)
+        except TypeError as error:  # traced once: an update that needs value / value_fn (optax.lbfgs, polyak_sgd)
+            if "required keyword-only argument" not in str(error):
+                raise
+            raise InputError(f"tx.update needs more than (gradient, state, params): {error}. OptaxMethod supplies "
+                             "only the gradient; transformations that take the loss value or value_fn (optax.lbfgs, "
+                             "optax.polyak_sgd) are not supported") from None
         return OptaxState(optax.apply_updates(theta, updates), opt_state)

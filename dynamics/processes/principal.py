@@ -13,8 +13,9 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from ..derivatives import gradient, hessian, holomorphy_defect, hvp, third
-from ..errors import InputError
+from ..errors import InputError, StepSizeError, error_if
 from ..linalg import hessian_eigenpairs
+from .arguments import flag, integer_parameter
 from .base import AbstractFlow, StepCost, positive_lr
 
 #: |h lambda - 1| below this is treated as the singular point of phi_h.
@@ -55,7 +56,8 @@ class PrincipalFlow(AbstractFlow):
     method="topk": Lanczos (``lanczos_steps`` HVPs from the gradient) for the top-k eigenpairs, phi on
     them and IGR -(I + (h/2) H) g_perp on the complement; valid while h |lambda_{k+1}| << 1, which
     ``diagnostics`` reports. Real state only.
-    Reaching h lambda = 1 exactly raises an error (phi_h is singular there).
+    Reaching h lambda = 1 exactly raises `StepSizeError` (phi_h is singular there); a non-holomorphic loss or a
+    complex Hessian on the complex variant raises `InputError` (checked inside the compiled run).
     """
 
     loss: object
@@ -78,10 +80,12 @@ class PrincipalFlow(AbstractFlow):
         self.loss = loss
         self.lr = positive_lr(lr)
         self.variant = variant
-        self.correction = correction
+        self.correction = flag(correction, "correction")
         self.method = method
-        self.k = int(k)
-        self.lanczos_steps = int(lanczos_steps) if lanczos_steps else max(3 * int(k), 30)
+        self.k = integer_parameter(k, "k")
+        self.lanczos_steps = (max(3 * self.k, 30) if lanczos_steps is None else
+                              integer_parameter(lanczos_steps, f"lanczos_steps (at least k = {self.k} Ritz pairs)",
+                                                self.k if method == "topk" else 1))
 
     def step_cost(self, theta):
         """Per evaluation: 1 gradient + the Hessian (dense: n HVPs; top-k: ``lanczos_steps`` HVPs + 1 HVP for the
@@ -90,10 +94,15 @@ class PrincipalFlow(AbstractFlow):
         hvps = n if self.method == "dense" else self.lanczos_steps + 1
         return StepCost(1.0, float(hvps), 1.0 if self.correction else 0.0)
 
+    @property
+    def complex_state(self):
+        """variant="complex" runs on complex states (its loss is checked holomorphic at run time)."""
+        return self.variant == "complex"
+
     def _check_holomorphic(self, E, flat, g, out):
-        return eqx.error_if(out, holomorphy_defect(E, flat, g) > 1e-8,
-                            "principal flow (complex state): the loss is not holomorphic (its derivative violates "
-                            "the Cauchy-Riemann equations, e.g. conj or abs inside); use variant='real'.")
+        return error_if(out, holomorphy_defect(E, flat, g) > 1e-8,
+                        "principal flow (complex state): the loss is not holomorphic (its derivative violates "
+                        "the Cauchy-Riemann equations, e.g. conj or abs inside); use variant='real'.")
 
     def _check_state(self, flat):
         if self.variant == "complex" and not jnp.iscomplexobj(flat):
@@ -102,16 +111,17 @@ class PrincipalFlow(AbstractFlow):
             raise InputError("PrincipalFlow(variant='real') needs a real state")
 
     def _not_singular(self, z, out):
-        return eqx.error_if(out, jnp.any(jnp.abs(z - 1.0) < SINGULAR_TOL),
-                            "principal flow: h * lambda = 1 for a Hessian eigenvalue, where phi_h is singular "
-                            "(GD lands on the minimizer along that direction in one step)")
+        return error_if(out, jnp.any(jnp.abs(z - 1.0) < SINGULAR_TOL),
+                        "principal flow: h * lambda = 1 for a Hessian eigenvalue, where phi_h = log(1 - h lambda) / "
+                        "(h lambda) is singular (GD lands on the minimizer along that direction in one step); "
+                        "change the learning rate h slightly", StepSizeError)
 
     def _dense(self, E, flat, g):
         H = hessian(E)(flat)
         if jnp.iscomplexobj(H):
-            H = eqx.error_if(H, jnp.max(jnp.abs(H.imag)) > 1e-9 * (jnp.max(jnp.abs(H.real)) + 1e-300),
-                             "principal flow (complex state): the Hessian is not real at this complex state "
-                             "(a non-quadratic loss); eigh cannot form phi_h(H) there. Use variant='real'.")
+            H = error_if(H, jnp.max(jnp.abs(H.imag)) > 1e-9 * (jnp.max(jnp.abs(H.real)) + 1e-300),
+                         "principal flow (complex state): the Hessian is not real at this complex state "
+                         "(a non-quadratic loss); eigh cannot form phi_h(H) there. Use variant='real'.")
             H = H.real
         lam, U = jnp.linalg.eigh(H)
         z = self.lr * lam

@@ -30,6 +30,7 @@ from jax.flatten_util import ravel_pytree
 from ..derivatives import gradient, hvp
 from ..errors import InputError
 from ..linalg import flat_loss, hessian_eigenpairs
+from .arguments import integer_parameter, like, same_structure, state_tuple
 from .base import StepCost
 from .eos import _StepTimeFlow
 
@@ -37,13 +38,25 @@ from .eos import _StepTimeFlow
 UNIT_TOL = 1e-8
 
 
-def _same_structure(name_a, a, name_b, b):
-    sa, sb = jax.tree_util.tree_structure(a), jax.tree_util.tree_structure(b)
-    shapes_a = [jnp.shape(leaf) for leaf in jax.tree_util.tree_leaves(a)]
-    shapes_b = [jnp.shape(leaf) for leaf in jax.tree_util.tree_leaves(b)]
-    if sa != sb or shapes_a != shapes_b:
-        raise InputError(f"{name_a} and {name_b} must have the same structure and shapes, got {shapes_a} "
-                         f"({sa}) and {shapes_b} ({sb})")
+ROD_HINT = ("start from rod.initial_state(w0) (the GD rod at k = 0), or rod_from_gd(w_k, w_next, k) for the rod of "
+            "two consecutive GD iterates")
+EDGE_HINT = "start from edge.initial_state(w0) (optionally with u and rho)"
+
+
+def _rod(state):
+    """(x, d) from a rod-flow state, checked at trace time (a raw parameter vector is not a rod)."""
+    x, d = state_tuple(state, ("x", "d"), "RodFlow", ROD_HINT)
+    same_structure("the rod's center x", x, "its half-extent d", d)
+    return x, d
+
+
+def _edge(state):
+    """(x, u, rho) from an edge-flow state, checked at trace time."""
+    x, u, rho = state_tuple(state, ("x", "u", "rho"), "EdgeFlow", EDGE_HINT)
+    same_structure("the edge flow's center x", x, "its direction u", u)
+    if jnp.ndim(rho) != 0:
+        raise InputError(f"the edge-flow magnitude rho must be a scalar, got shape {jnp.shape(rho)}; {EDGE_HINT}")
+    return x, u, rho
 
 
 @eqx.filter_jit
@@ -63,9 +76,9 @@ def _top_eigenvector(flow, w):
 def rod_from_gd(w_k, w_next, k=0):
     """The GD rod at step k from the iterates w_k, w_{k+1}: x = (w_k + w_{k+1})/2, d = (-1)^k (w_k - w_{k+1})/2.
 
-    Pytrees allowed (same structure). Returns (x, d), the `RodFlow` state at tau = k."""
-    _same_structure("w_k", w_k, "w_next", w_next)
-    sign = -1.0 if int(k) % 2 else 1.0
+    Pytrees allowed (same structure); k a nonnegative integer. Returns (x, d), the `RodFlow` state at tau = k."""
+    same_structure("w_k", w_k, "w_next", w_next)
+    sign = -1.0 if integer_parameter(k, "the step index k", 0) % 2 else 1.0
     x = jax.tree_util.tree_map(lambda a, b: 0.5 * (a + b), w_k, w_next)
     d = jax.tree_util.tree_map(lambda a, b: 0.5 * sign * (a - b), w_k, w_next)
     return x, d
@@ -83,17 +96,19 @@ class RodFlow(_StepTimeFlow):
     at d = 0 the d-equation linearizes to dd/dtau = (eta H(x) - 2) d, so the rod opens iff eta lambda > 2; the center
     moves by dx/dtau = -eta [g(x) + (1/2) T[d, d] + O(|d|^4)] (T = third derivative: the self-stabilization term).
     Cost: 2 gradients per field evaluation.
-    Start from `initial_state(w0)` (the GD rod at k = 0)."""
+    Start from `initial_state(w0)` (the GD rod at k = 0) or `rod_from_gd`; a state that is not a pair (x, d) of equal
+    structure (e.g. the raw parameters) raises `InputError`."""
 
     cost = StepCost(2.0)
 
     def field(self, tau, state):
-        x, d = state
+        x, d = _rod(state)
         E, fx, unravel = flat_loss(self.loss, x)
         fd = ravel_pytree(d)[0]
         grad = gradient(E)
         plus, minus = grad(fx + fd), grad(fx - fd)
-        return unravel(-0.5 * self.lr * (plus + minus)), unravel(0.5 * self.lr * (plus - minus) - 2.0 * fd)
+        return like(state, (unravel(-0.5 * self.lr * (plus + minus)),
+                            unravel(0.5 * self.lr * (plus - minus) - 2.0 * fd)))
 
     def initial_state(self, w0):
         """The GD rod at k = 0: rod_from_gd(w0, w0 - eta g(w0)). One gradient."""
@@ -114,23 +129,28 @@ class EdgeFlow(_StepTimeFlow):
     projected on d = rho u; the u-equation is its transverse part to first order in rho (secant -> Hessian).
     Implemented: the reconstruction of docs/flows.md section 12 (Marion 2026, arXiv 2606.18080; only the abstract
     and introduction could be read, which this matches; the u-rate eta and the magnitude law are unconfirmed).
-    The field is tangent to the sphere, so ||u|| = 1 holds up to the solver's error. Cost: 2 gradients + 1 HVP per
-    field evaluation. Start from `initial_state(w0)`."""
+    The field is tangent to the sphere, so ||u|| = 1 holds up to the solver's error. A state u off the unit sphere is
+    read as the direction u/||u|| (d = rho u/||u||, lambda_sec and the Rayleigh quotient u.Hu/u.u taken along it, and
+    du/dtau = eta (H u - (u.Hu/u.u) u), which keeps ||u|| and moves the direction as for the unit vector), so solver
+    drift in ||u|| does not change the model. Cost: 2 gradients + 1 HVP per field evaluation. Start from
+    `initial_state(w0)`; a state that is not (x, u, rho) with u shaped like x and a scalar rho raises `InputError`."""
 
     cost = StepCost(2.0, 1.0)
 
     def field(self, tau, state):
-        x, u, rho = state
+        x, u, rho = _edge(state)
         E, fx, unravel = flat_loss(self.loss, x)
         fu = ravel_pytree(u)[0]
+        squared = fu @ fu
+        n = fu / jnp.sqrt(squared)   # = u on the unit sphere
         grad = gradient(E)
-        plus, minus = grad(fx + rho * fu), grad(fx - rho * fu)
+        plus, minus = grad(fx + rho * n), grad(fx - rho * n)
         Hu = hvp(E)(fx, fu)
-        rayleigh = fu @ Hu
+        rayleigh = (fu @ Hu) / squared
         at_zero = rho == 0
-        secant = jnp.where(at_zero, rayleigh, fu @ (plus - minus) / (2.0 * jnp.where(at_zero, 1.0, rho)))
-        return (unravel(-0.5 * self.lr * (plus + minus)), unravel(self.lr * (Hu - rayleigh * fu)),
-                rho * (self.lr * secant - 2.0))
+        secant = jnp.where(at_zero, rayleigh, n @ (plus - minus) / (2.0 * jnp.where(at_zero, 1.0, rho)))
+        return like(state, (unravel(-0.5 * self.lr * (plus + minus)), unravel(self.lr * (Hu - rayleigh * fu)),
+                            rho * (self.lr * secant - 2.0)))
 
     def initial_state(self, w0, u=None, rho=None):
         """(x0, u0, rho0) from GD's first step w1 = w0 - eta g(w0): x0 = (w0 + w1)/2; u0 = ``u`` or the top Hessian
@@ -146,7 +166,7 @@ class EdgeFlow(_StepTimeFlow):
         if u is None:
             fu = _top_eigenvector(self, unravel(fx))
         else:
-            _same_structure("u", u, "w0", w0)
+            same_structure("u", u, "w0", w0)
             fu = ravel_pytree(u)[0]
             norm = float(jnp.linalg.norm(fu))
             if not abs(norm - 1.0) <= UNIT_TOL:
