@@ -11,6 +11,15 @@ against dense eigh; GF is the step-time flow dw/dtau = -eta grad L (`StableFlow`
 Horizons and windows (fixed by the budget, docs/flows.md section 8, corrected): the onset (~ step 400 on this draw) is
 followed by a damped saw-tooth (eta S up to 2.7, loss spikes) that settles by step ~1500 for eta and ~3000 for eta/2,
 so the runs are 3000 / 6000 steps (quick) or 6000 / 12000 (full) and the late window is the last third of each run.
+
+The edge-of-stability claim is the paper's: after progressive sharpening the sharpness "hovers right at, or just
+above, 2/eta" (abstract; Figure 1 caption), with S measured at the iterates every eig_freq steps (locuslab
+edge-of-stability, src/gd.py). Its threshold is 2/eta itself: the claim is eta S >= 2 at the iterates over the late
+window (sampled every SHARP_EVERY steps, i.e. on the same parity of the period-2 oscillation, as the paper's sampling
+every 50-100 steps is), for eta and eta/2. "Just above" is not quantified in the paper, so no upper margin is claimed;
+that S stops rising is claimed as an ordering against gradient flow, which keeps sharpening. The former band
+[1.95, 2.10] on midpoints and the cap 2.6 on the late maximum came from an earlier spec, not from the paper (which
+reports that S can exceed 2/eta, e.g. at the onset); the midpoint values and the overshoot are reported in the notes.
 """
 
 import jax
@@ -22,7 +31,7 @@ from dynamics.measure.eos import loss_oscillation, midpoints, sharpness_along
 from dynamics.models.mlp import mlp_loss
 
 from .common import by_budget, claims, datasets, figures
-from .harness import Theorem
+from .harness import Theorem, expected_failure
 
 ETA = 0.1
 STEPS = {"quick": 3000, "full": 6000}        # GD steps of the eta run; the eta/2 run takes twice as many
@@ -30,9 +39,12 @@ LANCZOS_STEPS = 20                           # HVPs per sharpness; checked again
 CHECKS = 10                                  # midpoints where Lanczos is compared with dense eigh
 EIG_TOL = 1e-8                               # dynamics' float64 eigen-residual tolerance (linalg.default_tol)
 LATE_FRACTION = 1 / 3                        # late window = last third of a run
-PLATEAU = (1.95, 2.10)                       # docs/flows.md section 8 (b)
-MAX_ETA_S = 2.6                              # docs/flows.md section 8 (b): overshoot bound after settling
+EOS_THRESHOLD = 2.0                          # the paper: eta S hovers right at, or just above, 2 (at the iterates)
 AVERAGE = 100                                # moving-average length (steps), check (c)
+HALF_BELOW = expected_failure(
+    "the paper's 'right at, or just above' read with its threshold 2 and no margin: on the eta/2 run the oscillation "
+    "is small (iterates and midpoints agree to 1e-4) and GD's eta S sits right at 2 but below it, median 1.99961 at "
+    "the iterates (1.9997 at midpoints; quick budget, steps 4000-6000); the eta run sits above (2.013)")
 
 
 def cpu_mlp(seed=0):
@@ -85,7 +97,7 @@ class Cohen2021(Theorem):
         if s0 >= 2.0:
             raise ValueError(f"eta S(w0) = {s0:.3g} >= 2: GD starts unstable")
         gd = gd_run(E, w0, ETA, steps, every, iterates=True)
-        half = gd_run(E, w0, ETA / 2, 2 * steps, 2 * every)   # same number of points per unit of physical time
+        half = gd_run(E, w0, ETA / 2, 2 * steps, 2 * every, iterates=True)   # same points per unit of physical time
         gf = gf_run(E, w0, ETA, steps, every)
         gd["gf_distance"] = np.linalg.norm(np.asarray(midpoints(gd["W"])[gd["k"]] - gf["W"]), axis=1)
         pick = np.linspace(0, gd["k"].size - 1, CHECKS).astype(int)
@@ -106,8 +118,9 @@ class Cohen2021(Theorem):
         window2 = late(half["k"], 2 * steps)
         lo = int(steps * (1 - LATE_FRACTION))
         dense, pick = gd["dense_check"]
-        plateau_why = ("the paper: S hovers at or just above 2/eta; band [1.95, 2.10] of docs/flows.md section 8 (b) "
-                       "(threshold 2 with a margin for the residual oscillation), not fit to this run")
+        eos_why = ("the paper: S 'hovers right at, or just above, 2/eta' (abstract; Figure 1 caption), measured at the "
+                   "iterates as its gd.py does; the threshold itself, no margin ('just above' is not quantified)")
+        it, it2 = gd["eta_s_iterates"][window], half["eta_s_iterates"][window2] if reached else np.array([np.nan])
         return [
             claims.bound(f"Lanczos ({LANCZOS_STEPS} HVPs) vs dense eigh, eta S at {CHECKS} midpoints: max relative "
                          "gap", float(np.max(np.abs(eta_s[pick] / dense - 1))), EIG_TOL, role="consistency",
@@ -122,26 +135,32 @@ class Cohen2021(Theorem):
             claims.bound("GF sharpening: eta S_GF at the end", float(g[-1]), 2.0, upper=False,
                          why="the paper: GF keeps sharpening past 2/eta; the threshold itself, no margin",
                          note="docs/flows.md section 8 (a)"),
-            claims.within("median eta S at GD midpoints, late window", float(np.median(eta_s[window])), *PLATEAU,
-                          why=plateau_why,
-                          note=(f"docs/flows.md section 8 (b), steps {lo}-{steps}, every {int(k[1] - k[0])} steps; "
-                                f"onset at step {onset}")),
-            claims.bound("max eta S at GD midpoints, late window", float(np.max(eta_s[window])), MAX_ETA_S,
-                         why="docs/flows.md section 8 (b): once settled GD overshoots 2/eta by far less than the "
-                             "onset's 2.7; 2.6 bounds the residual oscillation",
-                         note=f"largest overshoot after onset {np.max(eta_s):.3f}"),
+            claims.bound(f"median eta S at GD iterates (every {int(k[1] - k[0])} steps), late window",
+                         float(np.median(it)), EOS_THRESHOLD, upper=False, why=eos_why,
+                         note=(f"docs/flows.md section 8 (b), steps {lo}-{steps}; iterates: min {it.min():.4f}, max "
+                               f"{it.max():.4f}; midpoints: median {np.median(eta_s[window]):.4f}, range "
+                               f"[{eta_s[window].min():.4f}, {eta_s[window].max():.4f}]; onset at step {onset}, "
+                               f"overshoot after onset up to {np.max(eta_s):.3f} (midpoints), "
+                               f"{np.max(gd['eta_s_iterates']):.3f} (iterates)")),
+            claims.bound("max eta S at GD iterates, late window, vs eta S_GF at the window's start", float(np.max(it)),
+                         float(g[0]),
+                         why="the paper: at the EoS the sharpness stops rising while GF keeps sharpening (progressive "
+                             "sharpening); an ordering of two independent runs, no tolerance",
+                         note=(f"docs/flows.md section 8 (a)-(b); eta S_GF {g[0]:.3f} -> {g[-1]:.3f} over "
+                               "the window")),
             claims.bound("loss increases after onset (count)", increases, 1, upper=False,
                          why="the paper: the loss is non-monotone over short times; one increase shows it",
                          note=f"docs/flows.md section 8 (c); onset = first midpoint with eta S >= 2 (step {onset})"),
             claims.bound(f"{AVERAGE}-step moving-average loss after onset: last / first", average_ratio, 1.0,
                          why="the paper: the loss decreases over long times; ratio 1 = no decrease",
                          note="docs/flows.md section 8 (c)"),
-            claims.within("eta/2 run: median eta S at midpoints, late window",
-                          float(np.median(half["eta_s"][window2])) if reached else float("nan"), *PLATEAU,
-                          why=plateau_why + "; the plateau tracks 2/eta",
-                          note=(f"docs/flows.md section 8 (d); onset at step {onset2}, window {2 * lo}-{2 * steps}"
-                                if reached else "docs/flows.md section 8 (d): the eta/2 run did not reach eta S = 2 "
-                                                "within the horizon")),
+            claims.bound("eta/2 run: median eta S at GD iterates, late window",
+                         float(np.median(it2)) if reached else float("nan"), EOS_THRESHOLD, upper=False,
+                         why=eos_why + "; the plateau tracks 2/eta", xfail=HALF_BELOW,
+                         note=(f"docs/flows.md section 8 (d); onset at step {onset2}, window {2 * lo}-{2 * steps}; "
+                               f"midpoints: median {np.median(half['eta_s'][window2]):.4f}"
+                               if reached else "docs/flows.md section 8 (d): the eta/2 run did not reach eta S = 2 "
+                                               "within the horizon")),
         ]
 
     def figure(self, ev):

@@ -12,12 +12,17 @@ oscillation. Both flows run in step time (tau = k) through `dynamics.simulate` (
   half-step projected on u0.
 
 Both equations are the reconstructions of docs/flows.md sections 11-12 (the papers' equation sections were not
-readable here; see `dynamics.processes.rod_edge`). Claims: (b) ||x(k) - GD midpoint(k)|| is below 5% of gradient
-flow's late in the run (GF from w0 compared at tau = k + 1/2, where GD's midpoint sits); (c) the flows end at GD's
-sharpness, not GF's: |eta lambda_max(center) - eta lambda_max(GD midpoint)| is below 5% of GF's gap, and GF's eta
-lambda_max equals its closed form eta phi(w0) = 2.6. Properties that hold by construction of the reconstructed fields
-(the Euler step dtau = 1 is GD's rod map; the linearization at d = 0 is eta H - 2, so the rod opens iff
-eta lambda > 2) are unit tests (tests/test_rod_edge.py, tests/test_theorem_units_eos.py), not claims.
+readable here; see `dynamics.processes.rod_edge`). The papers' quantitative claims are comparisons with the
+previous EoS model, the central flow (Cohen et al. 2025; `dynamics.CentralFlow`, k = 1, dense, run here from w0 and
+compared at tau = k + 1/2 like the rod center): the rod flow is "better than the central flow on toy examples"
+(Regis & Chewi, abstract) and the edge flow "tracks GD at least as faithfully as previously proposed continuous-time
+EoS models" (Marion, abstract). Claims: (b) late in the run, max_k ||x(k) - GD midpoint(k)|| of each flow is at most
+the central flow's; (c) at the end, |eta lambda_max(center) - eta lambda_max(GD midpoint)| is at most the central
+flow's, and GF's eta lambda_max equals its closed form eta phi(w0) = 2.6 (consistency). These are orderings of
+independent solves: no tolerance. The former bound "5% of gradient flow's distance" was a reading of "far better than
+GF" that no paper states; the GF distances stay in the notes. Properties that hold by construction of the
+reconstructed fields (the Euler step dtau = 1 is GD's rod map; the linearization at d = 0 is eta H - 2, so the rod
+opens iff eta lambda > 2) are unit tests (tests/test_rod_edge.py, tests/test_theorem_units_eos.py), not claims.
 """
 
 import jax
@@ -36,7 +41,8 @@ ETA_PHI = 2.6                                   # eta phi(w0): GF's limit sits a
 STEPS = {"quick": 3000, "full": 20_000}
 RTOL, ATOL = 1e-10, 1e-12
 LATE = 400                                      # docs/flows.md section 11: the rod's error has settled by k = 400
-RATIO_MAX = 0.05                                # docs/flows.md section 15: ||flow - GD_mid|| / ||GF - GD_mid|| late
+RATIO_MAX = 0.05                                # not a claim here: eos_model_comparison's bound (imported there)
+CENTRAL = {"k": 1, "method": "dense"}           # the comparison model: the central flow, one critical eigenvalue
 GF_TOL = 1e-8                                   # GF's eta lambda_max vs eta phi(w0), relative
 
 LOSS = scalar_network_loss(1.0)
@@ -51,8 +57,9 @@ class RegisChewi2026(Theorem):
     statement = ("Reading consecutive GD iterates as a rod (center x, sign-corrected half-extent d) gives an ODE in "
                  "step time whose center does gradient flow on the symmetrized loss (1/2)[L(x+d) + L(x-d)] and whose "
                  "d opens iff eta lambda > 2. The rod flow and its one-direction restriction (edge flow: d = rho u, u "
-                 "following Rayleigh-quotient dynamics) track GD's midpoints through the edge of stability far better "
-                 "than gradient flow and end at GD's eta lambda_max ~ 2 instead of GF's 2.6.")
+                 "following Rayleigh-quotient dynamics) track GD's midpoints through the edge of stability at least as "
+                 "well as the central flow (the rod flow better on toy examples) and end at GD's eta lambda_max ~ 2 "
+                 "instead of GF's 2.6.")
     hypotheses = ("D = 3 scalar network, y = 1, w0 = (2, 0.5, 0.3), eta = 2.6/phi(w0); float64",
                   "flows in step time (time_unit 'step'), Tsit5 with rtol 1e-10, atol 1e-12",
                   "equations: the reconstructions of docs/flows.md sections 11-12 (papers' equation sections "
@@ -73,42 +80,48 @@ class RegisChewi2026(Theorem):
         XE, U, R = (np.asarray(a) for a in edge_traj.ys)
         G = np.asarray(dyn.simulate(dyn.StableFlow(LOSS, eta), w0, np.concatenate([[0.0], ks + 0.5]),
                                     rtol=RTOL, atol=ATOL).ys)[1:]
+        C = np.asarray(dyn.simulate(dyn.CentralFlow(LOSS, eta, **CENTRAL), w0, np.arange(n + 2.0)).ys)
+        C = 0.5 * (C[:-1] + C[1:])                                      # central flow at tau = k + 1/2
         sharp = {name: eta * np.asarray(_eta_sharpness(jnp.asarray(A)))
-                 for name, A in (("gd", W[:n + 1]), ("mid", mids), ("rod", X), ("edge", XE), ("gf", G))}
+                 for name, A in (("gd", W[:n + 1]), ("mid", mids), ("rod", X), ("edge", XE), ("gf", G),
+                                 ("central", C))}
         dist = lambda A: np.linalg.norm(A - mids, axis=1)
-        return {"n": n, "eta": eta, "d_rod": dist(X), "d_edge": dist(XE), "d_gf": dist(G),
+        return {"n": n, "eta": eta, "d_rod": dist(X), "d_edge": dist(XE), "d_gf": dist(G), "d_central": dist(C),
                 "sharp": sharp, "rho": R, "gd_half": 0.5 * np.abs(np.einsum("ki,ki->k", U, W[:-1] - W[1:])),
                 "rod_half": np.linalg.norm(D, axis=1), "u_drift": float(np.max(np.abs(np.linalg.norm(U, axis=1) - 1))),
                 "rod_stats": rod_traj.stats, "edge_stats": edge_traj.stats}
 
     def check(self, ev):
         n, late = ev["n"], slice(LATE, None)
-        ratio = {name: float(np.max(ev[f"d_{name}"][late] / ev["d_gf"][late])) for name in ("rod", "edge")}
+        worst = {name: float(np.max(ev[f"d_{name}"][late])) for name in ("rod", "edge", "central", "gf")}
         s = {name: float(v[n]) for name, v in ev["sharp"].items()}
+        gap = {name: abs(s[name] - s["mid"]) for name in ("rod", "edge", "central", "gf")}
         gf_settled = int(np.argmax(np.abs(ev["sharp"]["gf"] - ETA_PHI) < 1e-4))
         amplitude = ", ".join(f"k = {k}: edge rho / GD half-step - 1 = {ev['rho'][k] / ev['gd_half'][k] - 1:+.2%}, "
                               f"rod |d| / GD - 1 = {ev['rod_half'][k] / ev['gd_half'][k] - 1:+.2%}" for k in (50, 200))
-        track_why = ("the papers: far better than GF; 0.05 = docs/flows.md section 15's reading of 'far better' (20x), "
-                     "the same bound for every EoS model on this problem")
+        paper = {"rod": "Regis & Chewi (abstract): the rod flow is better than the central flow on toy examples",
+                 "edge": "Marion (abstract): the edge flow tracks GD at least as faithfully as previous "
+                         "continuous-time EoS models"}
         out = []
         for name, cost in (("rod", "2 gradients"), ("edge", "2 gradients + 1 HVP")):
             stats = ev[f"{name}_stats"]
             out.append(claims.bound(
-                f"(b) {name}: max_(k>={LATE}) ||x(k) - GD_mid|| / ||GF - GD_mid||", ratio[name], RATIO_MAX,
-                why=track_why,
-                note=(f"window k >= {LATE} (docs/flows.md section 11); ||x - GD_mid|| = {ev[f'd_{name}'][50]:.3g} at "
-                      f"k = 50, {ev[f'd_{name}'][n]:.3g} at k = {n}; GF {ev['d_gf'][n]:.3g}; "
+                f"(b) {name}: max_(k>={LATE}) ||x(k) - GD_mid|| vs the central flow's", worst[name], worst["central"],
+                why=paper[name] + "; an ordering of two independent solves, no tolerance",
+                note=(f"window k >= {LATE} (docs/flows.md section 11); central flow {worst['central']:.3g}, gradient "
+                      f"flow {worst['gf']:.3g} (ratio to GF {worst[name] / worst['gf']:.2g}); ||x - GD_mid|| = "
+                      f"{ev[f'd_{name}'][50]:.3g} at k = 50, {ev[f'd_{name}'][n]:.3g} at k = {n}; "
                       f"{stats.get('num_steps')} solver steps, {stats.get('field_evaluations')} field evaluations "
                       f"({cost} each)" + (f"; {amplitude}; max | ||u|| - 1 | = {ev['u_drift']:.1e}"
                                           if name == "edge" else ""))))
         for name in ("rod", "edge"):
             out.append(claims.bound(
-                f"(c) {name}: |eta lambda_max(center) - eta lambda_max(GD_mid)| / |eta lambda_max(GF) - "
-                f"eta lambda_max(GD_mid)| at k = n", abs(s[name] - s["mid"]) / abs(s["gf"] - s["mid"]), RATIO_MAX,
-                why="the papers: the flows end at GD's sharpness ~ 2, not GF's 2.6; the same 20x reading of 'far "
-                    "better than GF' as for the trajectories",
+                f"(c) {name}: |eta lambda_max(center) - eta lambda_max(GD_mid)| at k = n vs the central flow's",
+                gap[name], gap["central"],
+                why=paper[name] + " (here: the sharpness GD ends at); an ordering, no tolerance",
                 note=(f"k = {n}: eta lambda_max {s[name]:.6f} at the {name} center, {s['mid']:.6f} at GD's midpoint "
-                      f"({s['gd']:.6f} at the iterate), {s['gf']:.6f} for GF (dense eigh)")))
+                      f"({s['gd']:.6f} at the iterate), {s['central']:.6f} for the central flow, {s['gf']:.6f} for GF "
+                      "(dense eigh)")))
         out.append(claims.identity(
             "(c) eta lambda_max of GF at tau = n + 1/2 vs eta phi(w0)", s["gf"], ETA_PHI, GF_TOL, relative=True,
             role="consistency",
