@@ -60,6 +60,8 @@ from .predictions import max_margin as max_margin  # noqa: E402
 from .measure import normalized_margin as normalized_margin  # noqa: E402
 from .predictions import separable_asymptotics as separable_asymptotics  # noqa: E402
 from .processes import SGD as SGD  # noqa: E402
+from .processes import SAM as SAM  # noqa: E402
+from .processes import sam_modified_loss as sam_modified_loss  # noqa: E402
 from .processes import AbstractDiscrete as AbstractDiscrete  # noqa: E402
 from .processes import AbstractFlow as AbstractFlow  # noqa: E402
 from .processes import AbstractProcess as AbstractProcess  # noqa: E402
@@ -96,6 +98,7 @@ from .measure import Eigenpairs as Eigenpairs  # noqa: E402
 from .measure import eigenpairs as eigenpairs  # noqa: E402
 from .measure import require_converged as require_converged  # noqa: E402
 from .measure import sharpness as sharpness  # noqa: E402
+from .measure import preconditioned_sharpness as preconditioned_sharpness  # noqa: E402
 from .trajectory import Trajectory as Trajectory  # noqa: E402
 
 # Module paths before the models/ processes/ predictions/ measure/ layout, kept as aliases for one release.

@@ -1,7 +1,10 @@
 """The registered theorems, in the order `python -m theorems` runs them."""
 
+from .andriushchenko2022_sam_bias import Andriushchenko2022
 from .barrett2021_igr import BarrettDherin2021
+from .bartlett2023_sam import Bartlett2023, LongBartlett2023, SamModifiedFlow
 from .cohen2021_eos import Cohen2021
+from .cohen2022_adaptive_eos import Cohen2022Momentum
 from .cohen2025_central_flow import Cohen2025
 from .damian2023_self_stabilization import Damian2023
 from .dherin2023_continual import Dherin2023
@@ -31,6 +34,11 @@ THEOREMS = {t.id: t for t in (
     Gunasekar2018(), Yun2021(), Woodworth2020(), LyuLi2020(), Nacson2019Depth(), Gunasekar2017(),
     # issue 5: edge of stability
     Cohen2021(), Kreisler2023(), Damian2023(), Cohen2025(), RegisChewi2026(), EosModelComparison(),
+    # issue 13: momentum and adaptive methods at the edge of stability
+    Cohen2022Momentum(),
+    # issue 12: sharpness-aware minimization
+    Bartlett2023(), LongBartlett2023(), SamModifiedFlow(),
+    Andriushchenko2022(),
 )}
 
 

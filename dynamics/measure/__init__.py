@@ -19,6 +19,9 @@ from .kkt import parameter_kkt as parameter_kkt
 from .kkt import predictor_kkt as predictor_kkt
 from .kkt import predictor_kkt_path as predictor_kkt_path
 from .kkt import smoothed_margin as smoothed_margin
+from .preconditioned import adam_preconditioner as adam_preconditioner
+from .preconditioned import preconditioned_sharpness as preconditioned_sharpness
+from .preconditioned import rmsprop_preconditioner as rmsprop_preconditioner
 from .rates import LinearFit as LinearFit
 from .rates import extrapolate_inverse as extrapolate_inverse
 from .rates import fit_line as fit_line

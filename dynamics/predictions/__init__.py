@@ -42,5 +42,12 @@ from .max_margin import MaxMarginSolution as MaxMarginSolution
 from .max_margin import max_margin as max_margin
 from .max_margin import require_separable as require_separable
 from .max_margin import separability_certificate as separability_certificate
+from .stability import adam_frozen_threshold as adam_frozen_threshold
+from .stability import heavy_ball_threshold as heavy_ball_threshold
+from .stability import nesterov_threshold as nesterov_threshold
+from .sam import require_usam_stable as require_usam_stable
+from .sam import sam_cycle_amplitude as sam_cycle_amplitude
+from .sam import sam_threshold as sam_threshold
+from .sam import usam_threshold as usam_threshold
 from .step_size import gd_step_bound as gd_step_bound
 from .step_size import require_step_below as require_step_below

@@ -28,6 +28,9 @@ from .optax_method import OptaxMethod as OptaxMethod
 from .principal import PrincipalFlow as PrincipalFlow
 from .principal import principal_coefficient as principal_coefficient
 from .rod_edge import EdgeFlow as EdgeFlow
+from .sam import SAM as SAM
+from .sam import SAMModifiedLoss as SAMModifiedLoss
+from .sam import sam_modified_loss as sam_modified_loss
 from .rod_edge import RodFlow as RodFlow
 from .rod_edge import rod_from_gd as rod_from_gd
 from .sde import AbstractSDE as AbstractSDE

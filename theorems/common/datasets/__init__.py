@@ -2,7 +2,7 @@
 
 One file per area registers its generators: `separable` (classification data for the implicit-bias theorems),
 `flows` (problems of the continuous-model theorems), `networks` (linear and homogeneous networks), `eos`
-(edge-of-stability problems).
+(edge-of-stability problems), `sam` (sharpness-aware minimization).
 
 ``dataset(name, seed=0, **options)`` returns what the generator returns (arrays as NumPy float64). Generators
 register with `@register("name")`; `names()` lists them. A generator draws only from ``np.random.default_rng(seed)``
@@ -32,4 +32,4 @@ def dataset(name, seed=0, **options):
     return _REGISTRY[name](seed=seed, **options)
 
 
-from . import eos, flows, networks, separable  # noqa: E402,F401  (register their generators)
+from . import eos, flows, networks, sam, separable  # noqa: E402,F401  (register their generators)
