@@ -8,6 +8,9 @@ Everything here is an implementation detail of the two entry points; users call 
 import contextlib
 import dataclasses
 
+import sys
+import time
+
 import diffrax
 import equinox as eqx
 import jax
@@ -26,9 +29,17 @@ from .validation import finite_array, partition_parameters
 #: (docs/implicit-bias.md section 1.1): `low_precision_horizon`.
 STEPS_PER_INVERSE_EPS = 0.125
 UNDERFLOW_MARGIN = 1000.0
-#: the most loop iterations (discrete steps; SDE steps x paths) a run may take unless ``allow_long=True``: 1e8 steps
-#: take minutes even for a tiny model, so a longer request is most often a wrong time unit or learning rate.
+#: the most loop iterations a run may take without a timing, unless ``allow_long=True``: SDE steps x paths, and the
+#: steps of a learning-rate schedule (enumerated on the host to place the saves). 1e8 steps take minutes even for a
+#: tiny model, so a longer request is most often a wrong time unit or learning rate.
 LONG_RUN_STEPS = 10**8
+#: a discrete run of more than PROBE_ABOVE steps is timed first: PROBE_STEPS steps of its own compiled loop, run once
+#: to compile and once to time. An estimate above LONG_RUN_SECONDS is refused (`InputError` with the estimate) unless
+#: ``allow_long=True``; one above REPORT_SECONDS is printed to stderr before the run starts.
+PROBE_ABOVE = 10**6
+PROBE_STEPS = 4096
+LONG_RUN_SECONDS = 600.0
+REPORT_SECONDS = 10.0
 #: iterate indices are int64: no run may need more steps than this (``allow_long`` does not lift it).
 INT64_STEPS = 2**62
 #: a schedule is evaluated on the host in chunks of this many steps (doubling up to SCHEDULE_CHUNK_MAX) while
@@ -132,9 +143,10 @@ def check_state(process, y0):
             "support them (PrincipalFlow(variant='complex')).")
 
 
-def check_observe(observe, t0, y0):
+def check_observe(observe, t0, y0, what="theta"):
     """``observe(t, theta)`` must return an array or a pytree of arrays at y0 (checked by tracing it once, without the
-    loss); `InputError` naming what it returned or how it failed."""
+    loss); `InputError` naming what it returned or how it failed. ``what``: the name of the second argument in
+    messages ("state" when observe receives the process state, `check_observe_state`)."""
     if observe is identity_observe:
         return
     try:
@@ -142,11 +154,26 @@ def check_observe(observe, t0, y0):
     except DynamicsError:
         raise
     except Exception as error:  # noqa: BLE001 -- the user's function: any failure is reported as bad input
-        raise InputError(f"observe(t, theta) failed at {_describe(y0, 'theta')} ({type(error).__name__}: "
+        raise InputError(f"observe(t, {what}) failed at {_describe(y0, what)} ({type(error).__name__}: "
                          f"{_first_line(error)}); it must return an array or a pytree of arrays") from error
     if not jax.tree_util.tree_leaves(out):
-        raise InputError(f"observe(t, theta) returned {out!r}, no arrays: it must return an array or a pytree of "
+        raise InputError(f"observe(t, {what}) returned {out!r}, no arrays: it must return an array or a pytree of "
                          "arrays (a missing return statement?)")
+
+
+def check_observe_state(process, observe, t0, y0, k0):
+    """``observe_state=True``: observe(t, state) receives the discrete process's full state (e.g. `OptaxState`: the
+    parameters and the optimizer's state) instead of its parameters. Refused (`InputError`) for flows and SDEs, whose
+    state is the parameters themselves; otherwise observe is traced once on the shapes of ``process.init(y0, k0)``
+    (`check_observe`). A bool flag: it selects compiled code, numbers still do not."""
+    if not isinstance(process, AbstractDiscrete):
+        kind = "an SDE" if isinstance(process, AbstractSDE) else "a flow"
+        raise InputError(f"observe_state=True applies to discrete methods (their state carries more than the "
+                         f"parameters: an optimizer's moments, counters); {type(process).__name__} is {kind}, whose "
+                         "state is the parameters, which observe(t, theta) already receives: drop observe_state")
+    with traced_errors(process, y0):
+        state = jax.eval_shape(lambda y: process.init(y, jnp.asarray(k0)), y0)
+    check_observe(observe, t0, state, "state")
 
 
 def _first_line(error):
@@ -277,6 +304,38 @@ def _too_many_steps(process, steps, why, allow_long):
                       "unit of ts and the learning rate; pass allow_long=True to run it anyway")
 
 
+def _duration(seconds):
+    for unit, size in (("days", 86400.0), ("hours", 3600.0), ("minutes", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+def check_duration(process, total, run_steps, allow_long):
+    """Estimated wall time (s) of a discrete run of ``total`` steps, or None at most PROBE_ABOVE steps.
+
+    ``run_steps(n)`` runs n steps of the run's own compiled loop and blocks until done; it is called twice with
+    n = PROBE_STEPS (the first call compiles, the second is timed), so the estimate total / rate includes the
+    model's real cost. Above LONG_RUN_SECONDS the run is refused (`InputError` with the estimate) unless
+    ``allow_long``; above REPORT_SECONDS the estimate is printed to stderr."""
+    if total <= PROBE_ABOVE:
+        return None
+    run_steps(PROBE_STEPS)
+    start = time.perf_counter()
+    run_steps(PROBE_STEPS)
+    rate = PROBE_STEPS / max(time.perf_counter() - start, 1e-9)
+    estimate = total / rate
+    name = type(process).__name__
+    measured = f"about {_duration(estimate)} at {rate:.3g} steps/s, measured on a {PROBE_STEPS}-step probe"
+    if estimate > LONG_RUN_SECONDS and not allow_long:
+        raise InputError(f"{name} would take {total:.3g} steps: {measured}, above the long-run limit of "
+                         f"{_duration(LONG_RUN_SECONDS)} (dynamics.kernel.LONG_RUN_SECONDS). Check the time unit of ts "
+                         "and the learning rate; pass allow_long=True to run it anyway")
+    if estimate > REPORT_SECONDS:
+        print(f"dynamics: {name}, {total:.3g} steps, {measured}", file=sys.stderr, flush=True)
+    return estimate
+
+
 def describe_rate(process):
     """The learning rate for messages (``lr = 0.1``, ``a learning-rate schedule``), or None for a process without one;
     never the unit of step time."""
@@ -304,15 +363,16 @@ def iterate_grid(process, ts, allow_long=False):
     Constant step h: k = round(t / h) (iterates closer than one step are refused). Otherwise (a schedule)
     t_k = sum_{j<k} h_j, and each request t is served by the first iterate with t_k >= t (relative slack 1e-12
     for rounding in the partial sums), the schedule being evaluated on the host chunk by chunk. Runs of more than
-    LONG_RUN_STEPS steps raise `InputError` unless ``allow_long``."""
+    LONG_RUN_STEPS steps raise `InputError` unless ``allow_long`` for a schedule (whose steps are enumerated here);
+    a constant-step run of any length up to int64 is timed by `check_duration` before it starts."""
     limit = _step_limit(allow_long)
-    if process.constant_step:
+    if process.constant_step:  # no enumeration: a long run is timed by `check_duration` instead
         h = float(_checked_sizes(process, np.zeros(1, np.int64))[0])
         with np.errstate(over="ignore"):
             counts = ts / h
-        if not np.isfinite(counts[-1]) or counts[-1] - counts[0] > limit or counts[-1] > INT64_STEPS:
+        if not np.isfinite(counts[-1]) or counts[-1] > INT64_STEPS:
             raise _too_many_steps(process, counts[-1] - counts[0], f"t up to {ts[-1]:.6g} at {_unit(process, h)}",
-                                  allow_long)
+                                  True)
         steps = np.rint(counts).astype(np.int64)
         if np.any(np.diff(steps) <= 0):
             raise InputError(f"{type(process).__name__}: ts are closer than one step ({_unit(process, h)}); request "
@@ -369,8 +429,9 @@ def keep_dtypes(new, old):
 
 
 @eqx.filter_jit
-def run_discrete(process, y0, steps, times, observe):
-    """Advance step by step to each save index; store only observe(t, theta) at the saves.
+def run_discrete(process, y0, steps, times, observe, observe_state=False):
+    """Advance step by step to each save index; store only observe(t, theta) at the saves (observe(t, state), the
+    process's full state, when ``observe_state``).
 
     Returns (saved, first non-finite iterate index or -1, counters of the final state or None). The bad iterate is
     located by replaying only the segment in which the state first became non-finite, so the hot loop carries no
@@ -395,7 +456,7 @@ def run_discrete(process, y0, steps, times, observe):
         new_state = advance(state, start, stop)
         bad = ~all_finite(process.params(new_state)) & (diverged_at < 0)
         diverged_at = jax.lax.cond(bad, lambda: first_bad_step(state, start, stop), lambda: diverged_at)
-        saved = observe(t, process.params(new_state))
+        saved = observe(t, new_state if observe_state else process.params(new_state))
         return (new_state, stop, diverged_at), saved
 
     state0 = process.init(y0, steps[0])
@@ -564,19 +625,27 @@ class RunPlan:
 
 def check_run(process, y0, ts, *, observe=identity_observe, log_time=False, tau_grid=False, solver=None, rtol=1e-8,
               atol=1e-10, max_steps=100_000, dt0=None, pcoeff=0.3, icoeff=0.3, allow_low_precision=False,
-              allow_long=False):
+              allow_long=False, observe_state=False):
     """Every check `simulate` and `simulate_sweep` make before compiling anything, in one place: the process
     (`check_process`), the times (`check_times`), the clock (`check_clock`), a complex state (`check_state`),
-    observe (`check_observe`), the step grid and the long-run limit (`iterate_grid`; SDEs: (t1 - t0)/dt steps x
+    observe (`check_observe`; `check_observe_state` when ``observe_state``), the step grid and the long-run limit (`iterate_grid`; SDEs: (t1 - t0)/dt steps x
     paths), the precision policy (`check_precision`) and the flow options (`flow_options`). ``y0``: the parameters
     (inexact array leaves, already split from a model's static part and checked finite). Returns a `RunPlan`."""
     check_process(process)
     ts = check_times(ts)
     check_clock(process, log_time, tau_grid)
     check_state(process, y0)
-    check_observe(observe, np.expm1(ts[0]) if tau_grid else ts[0], y0)
+    if not isinstance(observe_state, (bool, np.bool_)):
+        raise InputError(f"observe_state must be True or False, got {observe_state!r}")
+    if observe_state:
+        if not isinstance(process, AbstractDiscrete):
+            check_observe_state(process, observe, ts[0], y0, 0)  # raises: flows and SDEs
+    else:
+        check_observe(observe, np.expm1(ts[0]) if tau_grid else ts[0], y0)
     if isinstance(process, AbstractDiscrete):
         steps, times = iterate_grid(process, ts, allow_long)
+        if observe_state:
+            check_observe_state(process, observe, times[0], y0, steps[0])
         check_precision(process, y0, steps[-1], allow_low_precision)
         return RunPlan("discrete", ts, steps=steps, times=times)
     if isinstance(process, AbstractSDE):

@@ -24,8 +24,12 @@ def _last_finite_time(ts, ys):
 # ----------------------------------------------------------------------------- discrete
 
 
-def _simulate_discrete(process, y0, steps, times, observe):
-    saved, diverged_at, counted = kernel.run_discrete(process, y0, jnp.asarray(steps), jnp.asarray(times), observe)
+def _simulate_discrete(process, y0, steps, times, observe, observe_state=False, allow_long=False):
+    probe = lambda n: jax.block_until_ready(kernel.run_discrete(
+        process, y0, jnp.asarray([steps[0], steps[0] + n]), jnp.asarray(times[:1].repeat(2)), observe, observe_state))
+    kernel.check_duration(process, int(steps[-1] - steps[0]), probe, allow_long)
+    saved, diverged_at, counted = kernel.run_discrete(process, y0, jnp.asarray(steps), jnp.asarray(times), observe,
+                                                      observe_state)
     taken = int(steps[-1] - steps[0])
     traj = Trajectory(ts=times, ys=saved, time_unit=process.time_unit,
                       stats=kernel.discrete_stats(process, y0, taken, counted))
@@ -117,7 +121,7 @@ def _simulate_sde(process, y0, ts, observe, solver):
 
 def simulate(process, y0, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_time=False, tau_grid=False,
              solver=None, max_steps=100_000, dt0=None, pcoeff=0.3, icoeff=0.3, allow_low_precision=False,
-             allow_long=False):
+             allow_long=False, observe_state=False):
     """Run ``process`` from ``y0`` (the state at ts[0]) and save at the times ``ts`` (in ``process.time_unit``).
 
     ``y0`` is any pytree: arrays, or a model mixing arrays and non-arrays (an Equinox or Flax nnx module). Its
@@ -153,12 +157,20 @@ def simulate(process, y0, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_time=F
 
     ``observe(t, theta)``: computed at each save instead of storing theta (e.g. a margin), so
     long runs return the quantities, not the states; it must return an array or a pytree of arrays.
+    ``observe_state=True`` (discrete methods only; `InputError` for flows and SDEs, whose state is theta): observe
+    receives the process's full state after each save's step instead of its parameters, e.g. an `OptaxMethod`'s
+    ``OptaxState(params, opt_state)`` with Adam's moments; without observe the states themselves are saved. The
+    state is the process's own: for a model mixing arrays and non-arrays its parameters are the array partition
+    (``eqx.combine(state.params, static)`` rebuilds the model). It is validated like observe (traced once on the
+    shapes of ``process.init(y0)``) and selects compiled code once; new numbers still reuse it.
 
     Limits. Precision: a state in any dtype below float64 (float32, float16, bfloat16) on an exponentially-tailed
     separable loss raises `PrecisionError` past the dtype's horizon (1/(8 eps) steps, log t = -log(tiny) - log 1000:
     1e6 steps and log t ~ 80 for float32; `kernel.low_precision_horizon`) unless ``allow_low_precision=True``.
-    Length: a run of more than 1e8 loop iterations (discrete steps; SDE steps x paths; `kernel.LONG_RUN_STEPS`)
-    raises `InputError` before compiling unless ``allow_long=True`` (minutes even for a tiny model).
+    Length: a discrete run of more than 1e6 steps is first timed on a 4096-step probe of its own compiled loop; an
+    estimate above 10 minutes raises `InputError` with the estimate unless ``allow_long=True``, and one above 10 s
+    is printed to stderr (`kernel.check_duration`). SDEs (steps x paths) and learning-rate schedules (enumerated on
+    the host) are refused above 1e8 steps (`kernel.LONG_RUN_STEPS`) unless ``allow_long=True``.
 
     Errors: bad input raises `InputError` (or `StepSizeError` for a learning rate), also when the loss fails on
     y0 while being traced (the message names y0's shapes); checks inside compiled code raise the library's own
@@ -166,24 +178,25 @@ def simulate(process, y0, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_time=F
     """
     if not isinstance(process, AbstractProcess):
         kernel.check_process(process)  # raises: bind_static below needs a process
-    y0, static = kernel.split_parameters(y0)
+    y0, static = kernel.split_parameters(process.promote(y0))
     model = kernel.has_leaves(static)  # a model mixing arrays and non-arrays (an Equinox module)
     if model:
         process = process.bind_static(static)
     if observe is None:
         observe = kernel.identity_observe
-    elif model:
+    elif model and not (isinstance(observe_state, (bool, np.bool_)) and observe_state):  # state: array partition
         observe = kernel.CombinedObserve(observe, static)
     plan = kernel.check_run(process, y0, ts, observe=observe, log_time=log_time, tau_grid=tau_grid, solver=solver,
                             rtol=rtol, atol=atol, max_steps=max_steps, dt0=dt0, pcoeff=pcoeff, icoeff=icoeff,
-                            allow_low_precision=allow_low_precision, allow_long=allow_long)
+                            allow_low_precision=allow_low_precision, allow_long=allow_long,
+                            observe_state=observe_state)
     with kernel.run_errors(process, y0):
         if plan.kind == "discrete":
-            traj = _simulate_discrete(process, y0, plan.steps, plan.times, observe)
+            traj = _simulate_discrete(process, y0, plan.steps, plan.times, observe, bool(observe_state), allow_long)
         elif plan.kind == "sde":
             traj = _simulate_sde(process, y0, plan.ts, observe, solver)
         else:
             traj = _simulate_flow(process, y0, plan.ts, plan.grid, observe, log_time, tau_grid, plan.options)
-    if model and observe is kernel.identity_observe:
+    if model and observe is kernel.identity_observe and not observe_state:
         traj = dataclasses.replace(traj, ys=eqx.combine(traj.ys, static))
     return traj

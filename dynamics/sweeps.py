@@ -24,13 +24,13 @@ def shard_batch(batch):
 
 
 @eqx.filter_jit
-def _sweep_discrete(make, batch, steps, times, observe):
+def _sweep_discrete(make, batch, steps, times, observe, observe_state=False):
     """One compiled, vmapped run per call signature: ``make`` and ``observe`` are static (reuse the same
     function objects to hit the cache)."""
 
     def one(b):
         process, y0 = make(b)
-        saved, diverged_at, _ = kernel.run_discrete(process, y0, steps, times, observe)
+        saved, diverged_at, _ = kernel.run_discrete(process, y0, steps, times, observe, observe_state)
         return saved, diverged_at
 
     return jax.vmap(one)(batch)
@@ -42,7 +42,7 @@ def _sweep_flow(make, batch, grid, observe, log_time, solver, rtol, atol, max_st
 
     def one(b):
         process, y0 = make(b)
-        y0, mask = kernel.split_complex(y0)
+        y0, mask = kernel.split_complex(process.promote(y0))
         ys, result, _ = kernel.run_flow(process, y0, mask, grid, observe, log_time, solver, rtol, atol, max_steps, dt0,
                                   pcoeff, icoeff)
         return ys, result == diffrax.RESULTS.successful
@@ -63,7 +63,8 @@ def _check_batch(batch):
 
 
 def simulate_sweep(make, batch, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_time=False, solver=None,
-                   max_steps=100_000, dt0=None, pcoeff=0.3, icoeff=0.3, allow_low_precision=False, allow_long=False):
+                   max_steps=100_000, dt0=None, pcoeff=0.3, icoeff=0.3, allow_low_precision=False, allow_long=False,
+                   observe_state=False):
     """Run ``make(b) -> (process, y0)`` for every b in ``batch`` (pytree, leading axis B) in one vmapped call.
 
     All runs share ``ts`` and the options of `simulate`, and get the same checks (`kernel.check_run` on the first
@@ -73,6 +74,8 @@ def simulate_sweep(make, batch, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_
     Compiled code is cached per (make, observe) function objects and shapes: reuse them across calls. On a
     few CPU cores a vmapped adaptive solve runs every lane for the slowest lane's step count, so it can be
     slower than a loop of compiled runs; it pays on accelerators and for fixed-step methods.
+    ``observe_state=True`` (discrete methods only, as in `simulate`): observe(t, state) receives each lane's full
+    process state (without observe the states are saved).
     """
     observe = kernel.identity_observe if observe is None else observe
     batch = _check_batch(batch)
@@ -81,10 +84,11 @@ def simulate_sweep(make, batch, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_
         kernel.check_process(probe)
         raise InputError(f"simulate_sweep needs discrete methods or flows, got {type(probe).__name__}")
     kernel.split_parameters(jax.vmap(lambda b: make(b)[1])(batch), "y0 (lanes on axis 0)")  # every lane: finite
-    probe_y0, _ = kernel.split_parameters(probe_y0)
+    probe_y0, _ = kernel.split_parameters(probe.promote(probe_y0))
     plan = kernel.check_run(probe, probe_y0, ts, observe=observe, log_time=log_time, solver=solver, rtol=rtol,
                             atol=atol, max_steps=max_steps, dt0=dt0, pcoeff=pcoeff, icoeff=icoeff,
-                            allow_low_precision=allow_low_precision, allow_long=allow_long)
+                            allow_low_precision=allow_low_precision, allow_long=allow_long,
+                            observe_state=observe_state)
     batch = shard_batch(batch)
     with kernel.run_errors(probe, probe_y0):
         if plan.kind == "discrete":
@@ -93,7 +97,12 @@ def simulate_sweep(make, batch, ts, *, observe=None, rtol=1e-8, atol=1e-10, log_
                 if not np.allclose(lrs, lrs.flat[0], rtol=0, atol=0):
                     raise InputError("simulate_sweep over a discrete method needs one learning rate for all lanes "
                                      f"(the step grid is shared); got {np.unique(lrs)[:5]}")
-            ys, diverged_at = _sweep_discrete(make, batch, jnp.asarray(plan.steps), jnp.asarray(plan.times), observe)
+            probe_run = lambda n: jax.block_until_ready(_sweep_discrete(
+                make, batch, jnp.asarray([plan.steps[0], plan.steps[0] + n]), jnp.asarray(plan.times[:1].repeat(2)),
+                observe, bool(observe_state)))
+            kernel.check_duration(probe, int(plan.steps[-1] - plan.steps[0]), probe_run, allow_long)
+            ys, diverged_at = _sweep_discrete(make, batch, jnp.asarray(plan.steps), jnp.asarray(plan.times), observe,
+                                              bool(observe_state))
             bad = np.flatnonzero(np.asarray(diverged_at) >= 0)
             if bad.size:
                 raise DivergenceError(f"sweep lanes {bad.tolist()} diverged (first non-finite iterates "

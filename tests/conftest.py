@@ -9,6 +9,7 @@ import pytest
 # Persistent compilation cache (dynamics.cache), read by `import dynamics` and inherited by subprocesses:
 # .cache/jax under the repository root unless DYNAMICS_CACHE_DIR is set (set it empty to turn the cache off).
 os.environ.setdefault("DYNAMICS_CACHE_DIR", str(pathlib.Path(__file__).resolve().parents[1] / ".cache" / "jax"))
+os.environ.setdefault("MPLBACKEND", "Agg")  # headless: figures are written, not shown
 
 import dynamics  # noqa: E402,F401  (enables jax_enable_x64 before any test builds an array)
 

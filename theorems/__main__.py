@@ -16,6 +16,9 @@ import textwrap
 # Persistent compilation cache (dynamics.cache), read by `import dynamics` below: .cache/jax under the repository
 # root unless DYNAMICS_CACHE_DIR is set (set it empty to turn the cache off).
 os.environ.setdefault("DYNAMICS_CACHE_DIR", str(pathlib.Path(__file__).resolve().parents[1] / ".cache" / "jax"))
+# The command line only writes figure files: no display backend (importing `theorems` elsewhere, e.g. in a notebook,
+# leaves the backend alone).
+os.environ.setdefault("MPLBACKEND", "Agg")
 
 from .harness import BUDGETS, judge, verify  # noqa: E402
 from .registry import THEOREMS, get  # noqa: E402

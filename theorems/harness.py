@@ -192,9 +192,6 @@ def draw(theorem, evidence, figures_dir):
     """Save the theorem's figure as figures_dir/<id>.png; returns the path."""
     import os
 
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     os.makedirs(figures_dir, exist_ok=True)

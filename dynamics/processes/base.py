@@ -109,6 +109,11 @@ class AbstractProcess(eqx.Module):
         (the complex principal flow)."""
         return False
 
+    def promote(self, y0):
+        """The initial state this process runs on, given the user's y0 (called by `simulate` and `simulate_sweep`
+        before any check): y0 unchanged by default; the complex principal flow promotes real leaves to complex."""
+        return y0
+
     def bind_static(self, static):
         """This process with its objective evaluated at ``eqx.combine(params, static)``: how `simulate` runs a
         model whose pytree mixes arrays and non-arrays (an Equinox module). The default rebinds the ``loss`` field

@@ -12,6 +12,7 @@ a complex state with a real loss, float16/bfloat16, log_time) are parametrized o
 
 import dataclasses
 import inspect
+import re
 
 import diffrax
 import equinox as eqx
@@ -111,6 +112,7 @@ PROCESSES = {
     "Nesterov": (lambda L, h: dy.Nesterov(L, h), lambda w: w, [0.0, 0.2], "lr"),
     "SGD": (lambda L, h: dy.SGD(_per_example(L), h, 1, KEY), lambda w: w, [0.0, 0.2], "lr"),
     "SAM": (lambda L, h: dy.SAM(L, h, 0.05), lambda w: w, [0.0, 0.2], "lr"),
+    "DelayedGD": (lambda L, h: dy.DelayedGD(L, h, 2), lambda w: w, [0.0, 0.2], "lr"),
     "DriftAdjustedGD": (lambda L, h: dy.DriftAdjustedGD(L, scale=h), lambda w: w, [0.0, 2.0], "scale"),
     "OptaxMethod": (lambda L, h: dy.OptaxMethod(L, optax.sgd(LR)), lambda w: w, [0.0, 2.0], None),
     "SequentialGD": (lambda L, h: dy.SequentialGD(L, L, h), lambda w: w, [0.0, 0.2], "lr"),
@@ -312,22 +314,42 @@ def _with_limit(steps, call):
         kernel.LONG_RUN_STEPS = old
 
 
-def _limit_lifted():
-    """With the long-run limit lowered to 10 steps, 20 steps are refused unless allow_long=True."""
-    run = lambda **kw: _with_limit(10, lambda: dy.simulate(dy.GradientDescent(quadratic, 0.1), jnp.asarray(W0),
-                                                           [0.0, 2.0], **kw))
+def _with_time_limit(call):
+    """call() with runs above 10 steps timed (kernel.PROBE_ABOVE) and a time limit of 0 s (kernel.LONG_RUN_SECONDS)."""
+    old = kernel.PROBE_ABOVE, kernel.LONG_RUN_SECONDS
+    kernel.PROBE_ABOVE, kernel.LONG_RUN_SECONDS = 10, 0.0
+    try:
+        return call()
+    finally:
+        kernel.PROBE_ABOVE, kernel.LONG_RUN_SECONDS = old
+
+
+def _limit_lifted(simulate_one):
+    """With every run above 10 steps timed and a time limit of 0 s, 20 steps are refused (the message carries the
+    probe's estimate) unless allow_long=True."""
+    run = lambda **kw: _with_time_limit(lambda: simulate_one(**kw))
     try:
         run()
     except InputError as e:
-        assert "allow_long" in str(e)
+        assert re.search("about .* steps/s, measured on a 4096-step probe.*allow_long", str(e)), str(e)
     else:
         return None
     return run(allow_long=True)
 
 
+def _gd_20_steps(**kw):
+    return dy.simulate(dy.GradientDescent(quadratic, 0.1), jnp.asarray(W0), [0.0, 2.0], **kw)
+
+
+def _sweep_20_steps(**kw):
+    return simulate_sweep(lambda w: (dy.GradientDescent(quadratic, 0.1), w), jnp.stack([jnp.asarray(W0)] * 2),
+                          [0.0, 2.0], **kw)
+
+
 LONG_CASES = [
-    ("gd_1e11_steps", lambda: dy.simulate(dy.GradientDescent(quadratic, 0.1), jnp.asarray(W0), [0.0, 1e10]),
-     Raises((InputError,), "1e\\+11 steps.*allow_long")),
+    # 1e13 steps: refused after the timed probe on any machine slower than 1.7e10 steps/s
+    ("gd_1e13_steps", lambda: dy.simulate(dy.GradientDescent(quadratic, 0.1), jnp.asarray(W0), [0.0, 1e12]),
+     Raises((InputError,), "1e\\+13 steps: about .* measured on a 4096-step probe.*allow_long")),
     ("gd_step_count_overflow", lambda: dy.simulate(dy.GradientDescent(quadratic, 1e-300), jnp.asarray(W0),
                                                    [0.0, 1e-10, 1e30]), Raises((InputError,), "steps")),
     ("gd_step_count_overflow_not_closer", lambda: dy.simulate(dy.GradientDescent(quadratic, 1e-300), jnp.asarray(W0),
@@ -337,7 +359,10 @@ LONG_CASES = [
      Raises((InputError,), "steps.*allow_long")),
     ("sme_too_many_steps", lambda: dy.simulate(dy.StochasticModifiedEquation(quadratic, 0.1, _noise, KEY, dt=1e-9),
                                                jnp.asarray(W0), [0.0, 1e3]), Raises((InputError,), "steps")),
-    ("allow_long_lifts_the_limit", _limit_lifted,
+    ("allow_long_lifts_the_limit", lambda: _limit_lifted(_gd_20_steps),
+     Value(lambda traj: traj is not None and np.allclose(np.asarray(traj.ys)[-1],
+                                                         (1 - 0.1 * np.asarray(C)) ** 20 * W0, rtol=1e-13))),
+    ("allow_long_lifts_the_limit_sweep", lambda: _limit_lifted(_sweep_20_steps),
      Value(lambda traj: traj is not None and np.allclose(np.asarray(traj.ys)[-1],
                                                          (1 - 0.1 * np.asarray(C)) ** 20 * W0, rtol=1e-13))),
 ]

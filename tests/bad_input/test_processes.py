@@ -346,6 +346,19 @@ CASES = [
 
     # SAM
     Case("sam-rho-zero", "SAM", lambda: processes.SAM(quad, 0.1, 0.0), Raises(InputError, "rho")),
+    Case("sam-normalized-string", "SAM", lambda: processes.SAM(quad, 0.1, 0.05, normalized="no"),
+         Raises(InputError, "normalized must be True or False")),
+    Case("sam-group-not-dividing", "SAM",
+         lambda: processes.SAM(dy.per_example(lambda w, x: jnp.sum((x * w) ** 2), X4), 0.1, 0.05, group_size=3),
+         Raises(InputError, "group_size must divide")),
+
+    # DelayedGD
+    Case("delayed-negative-delay", "DelayedGD", lambda: processes.DelayedGD(quad, 0.1, -1),
+         Raises(InputError, "delay must be an integer >= 0")),
+    Case("delayed-fractional-delay", "DelayedGD", lambda: processes.DelayedGD(quad, 0.1, 1.5),
+         Raises(InputError, "delay must be an integer >= 0")),
+    Case("delayed-momentum-one", "DelayedGD", lambda: processes.DelayedGD(quad, 0.1, 2, 1.0),
+         Raises(InputError, "momentum must lie in [0, 1)")),
 ]
 
 

@@ -2,11 +2,8 @@
 scales or coordinates), and log axes set in one call."""
 
 import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 #: mathtext labels used across theorems.
 LABELS = {
