@@ -1,6 +1,7 @@
 """``python -m benchmarks``: GD throughput, GD vs log-time GF gradient counts, principal flow vs Euler and
 the cost per field evaluation of every flow, the central flow's SDCP in JAX vs a host callback, and interactive
-latency (first vs later calls, default eigensolver vs dense) (see README.md for times)."""
+latency (first vs later calls, default eigensolver vs dense), and SAM steps/s through simulate vs a Python loop of a
+jitted optax SAM step (see README.md for times)."""
 
 import os
 
@@ -12,7 +13,7 @@ import time  # noqa: E402
 import jax  # noqa: E402
 
 from . import (central_flow_sdcp, eos_cost, gd_throughput, gf_vs_gd, interactive, linear_networks,  # noqa: E402
-               principal_flow, sharpness)
+               principal_flow, sam, sharpness)
 
 
 def main():
@@ -28,6 +29,7 @@ def main():
     central_flow_sdcp.report()
     eos_cost.report()
     interactive.report()
+    sam.report()
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 

@@ -19,6 +19,7 @@ from . import predictions as predictions  # noqa: E402
 from . import processes as processes  # noqa: E402
 from .measure import OrderFit as OrderFit  # noqa: E402
 from .measure import convergence_order as convergence_order  # noqa: E402
+from .measure import geometric_complexity as geometric_complexity  # noqa: E402
 from .derivatives import gradient as gradient  # noqa: E402
 from .derivatives import hvp as hvp  # noqa: E402
 from .derivatives import third as third  # noqa: E402
@@ -57,10 +58,13 @@ from .predictions import l1_max_margin as l1_max_margin  # noqa: E402
 from .predictions import lq_kkt_vertices as lq_kkt_vertices  # noqa: E402
 from .predictions import dft_l1_max_margin as dft_l1_max_margin  # noqa: E402
 from .predictions import max_margin as max_margin  # noqa: E402
+from .predictions import multiclass_max_margin as multiclass_max_margin  # noqa: E402
+from .models import softmax_classifier as softmax_classifier  # noqa: E402
 from .measure import normalized_margin as normalized_margin  # noqa: E402
 from .predictions import separable_asymptotics as separable_asymptotics  # noqa: E402
 from .processes import SGD as SGD  # noqa: E402
 from .processes import SAM as SAM  # noqa: E402
+from .processes import DelayedGD as DelayedGD  # noqa: E402
 from .processes import sam_modified_loss as sam_modified_loss  # noqa: E402
 from .processes import AbstractDiscrete as AbstractDiscrete  # noqa: E402
 from .processes import AbstractFlow as AbstractFlow  # noqa: E402
@@ -98,6 +102,8 @@ from .measure import Eigenpairs as Eigenpairs  # noqa: E402
 from .measure import eigenpairs as eigenpairs  # noqa: E402
 from .measure import require_converged as require_converged  # noqa: E402
 from .measure import sharpness as sharpness  # noqa: E402
+from .measure import SpectralDensity as SpectralDensity  # noqa: E402
+from .measure import spectral_density as spectral_density  # noqa: E402
 from .measure import preconditioned_sharpness as preconditioned_sharpness  # noqa: E402
 from .trajectory import Trajectory as Trajectory  # noqa: E402
 

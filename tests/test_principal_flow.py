@@ -143,6 +143,103 @@ def test_topk_against_dense():
     assert abs(diagnostics["h_lambda_next"] - z[2]) < 1e-8 * abs(z[2])
 
 
+# ----------------------------------------------------------------------------- complex Hessians (non-quadratic losses)
+
+
+def _phi_cut(z):
+    """log(1 - z)/z with the cut of log on the negative imaginary axis: log(-i w) + i pi/2 (numpy's principal log)."""
+    z = np.asarray(z, complex)
+    return (np.log(-1j * (1 - z)) + 0.5j * np.pi) / z
+
+
+def _phi_eig(Z, v):
+    """phi(Z) v by numpy's general eigendecomposition (CPU only; the independent reference), and cond(V)."""
+    lam, V = np.linalg.eig(Z)
+    return V @ (_phi_cut(lam) * np.linalg.solve(V, v)), np.linalg.cond(V)
+
+
+apply_phi = jax.jit(dy.processes.principal.principal_matrix_apply)
+
+
+@pytest.mark.parametrize("seed, n", [(0, 6), (1, 6), (2, 6), (3, 40)])
+def test_matrix_phi_against_eig(seed, n):
+    """Random n x n complex-symmetric Z (not Hermitian; h lambda spread over about [-3, 3]): the matrix-logarithm
+    route against eig + scalar logs. Both are backward stable, so they agree to ~eps cond(V) ||.|| (times a
+    modest growth in n); 1e-12 cond(V) leaves two decades at n = 6 and one at n = 40."""
+    rng = np.random.default_rng(seed)
+    Z = (0.5 / np.sqrt(n / 6)) * (rng.normal(size=(n, n)) + 0.3j * rng.normal(size=(n, n)))
+    Z = Z + Z.T
+    v = rng.normal(size=n) + 1j * rng.normal(size=n)
+    expected, cond = _phi_eig(Z, v)
+    out, ok = apply_phi(jnp.asarray(Z), jnp.asarray(v))
+    assert bool(ok)
+    assert np.linalg.norm(out - expected) <= 1e-12 * cond * np.linalg.norm(expected)
+
+
+def test_matrix_phi_continuous_across_negative_real_axis():
+    """1 - z = -0.5 -+ i eps (z = 1.5 +- i eps): the principal log jumps by 2 pi i there; the cut on the negative
+    imaginary axis keeps phi continuous, with the principal value (ln 0.5 + i pi)/1.5 on the axis itself."""
+    on_axis = (np.log(0.5) + 1j * np.pi) / 1.5
+    for eps in (1e-3, 1e-8, 0.0, -1e-8, -1e-3):
+        Z = jnp.asarray([[1.5 + 1j * eps, 0.0], [0.0, 0.2 - 0.1j]])
+        out, ok = apply_phi(Z, jnp.asarray([1.0 + 0j, 0.0]))
+        assert bool(ok)
+        assert abs(complex(out[0]) - _phi_cut(1.5 + 1j * eps)) <= 1e-13
+        # |phi'(1.5)| = |3 + ln 2 - i pi| / 2.25 = 2.155; the eps^2 term is ~1e-6 at eps = 1e-3
+        assert abs(complex(out[0]) - on_axis) <= 2.2 * abs(eps) + 1e-13
+
+
+def test_matrix_phi_at_zero():
+    """Z = 0 (a zero Hessian direction): phi(0) = -1, the gradient-flow limit, no division by Z."""
+    out, ok = apply_phi(jnp.zeros((3, 3), complex), jnp.asarray([1.0, -2.0, 0.5], complex))
+    assert bool(ok)
+    np.testing.assert_allclose(np.asarray(out), -np.array([1.0, -2.0, 0.5]), rtol=1e-13, atol=0)
+
+
+def _toy(th):
+    return (th[0] * th[1] - 1) ** 2 / 2
+
+
+def test_complex_field_on_non_quadratic_loss():
+    """(th0 th1 - 1)^2/2 at a complex state: H = [[b^2, 2ab - 1], [2ab - 1, a^2]] is complex-symmetric; the field is
+    phi_h(H) g by numpy eig (closed-form H and g), in the oscillating regime (h Re lambda_max ~ 1.5)."""
+    h = 0.35
+    a, b = 2.0 + 0.01j, 0.45 - 0.02j
+    H = np.array([[b * b, 2 * a * b - 1], [2 * a * b - 1, a * a]])
+    g = (a * b - 1) * np.array([b, a])
+    expected, cond = _phi_eig(h * H, g)
+    assert 1 < (h * np.linalg.eigvals(H)).real.max() < 2
+    field = _field(dy.PrincipalFlow(_toy, h), jnp.asarray([a, b]))
+    assert np.linalg.norm(field - expected) <= 1e-12 * cond * np.linalg.norm(expected)
+
+
+def test_real_y0_promoted():
+    """promote(y0): real leaves -> complex128 for the complex variant (unchanged for the real one); the promoted run
+    on a quadratic equals GD (plain loop) at t = k h in its real part, and the imaginary part vanishes there."""
+    h, steps = 0.4, 6
+    A = _with_spectrum([4.5, 1.0], seed=11)  # h lambda = 1.8 (oscillating), 0.4
+    flow = dy.PrincipalFlow(_quadratic(A), h)
+    th0 = np.array([1.0, -0.3])
+    y0 = flow.promote(jnp.asarray(th0))
+    assert y0.dtype == jnp.complex128 and np.all(np.asarray(y0).imag == 0)
+    assert dy.PrincipalFlow(_quadratic(A), h, variant="real").promote(jnp.asarray(th0)).dtype == jnp.float64
+    gd = [th0]
+    for _ in range(steps):
+        gd.append(gd[-1] - h * A @ gd[-1])
+    ys = np.asarray(dy.simulate(flow, y0, h * np.arange(steps + 1), rtol=1e-12, atol=1e-12).ys)
+    assert np.max(np.abs(ys.real - np.array(gd))) <= 1e-8 and np.max(np.abs(ys.imag)) <= 1e-8
+
+
+def test_complex_hessian_singular_point():
+    """E = th0^2 + (0.3 + 0.2i) th1^2 (holomorphic, complex Hessian diag(2, 0.6 + 0.4i)) with h = 0.5: h lambda = 1
+    exactly on the matrix-logarithm route -> StepSizeError naming the singular point."""
+    E = lambda th: th[0] ** 2 + (0.3 + 0.2j) * th[1] ** 2
+    with pytest.raises(dy.StepSizeError, match="h lambda = 1"):
+        dy.simulate(dy.PrincipalFlow(E, 0.5), jnp.asarray([1.0 + 0j, 1.0]), [0.0, 0.1])
+    out, ok = apply_phi(jnp.diag(jnp.asarray([1.0 + 0j, 0.3 + 0.2j])), jnp.ones(2, complex))
+    assert not bool(ok)
+
+
 # ----------------------------------------------------------------------------- errors
 
 
@@ -150,7 +247,7 @@ E2 = _quadratic(np.diag([1.0, 2.0]))
 
 
 def test_variant_state_mismatch():
-    with pytest.raises(dy.InputError, match="complex state"):
+    with pytest.raises(dy.InputError, match="promote"):
         dy.PrincipalFlow(E2, 0.1).field(0.0, jnp.ones(2))
     with pytest.raises(dy.InputError, match="real state"):
         dy.PrincipalFlow(E2, 0.1, variant="real").field(0.0, jnp.ones(2, complex))

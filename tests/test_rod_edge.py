@@ -146,3 +146,54 @@ def test_bad_input():
         RodFlow(SCALAR_LOSS, 0.0)
     with pytest.raises(dy.StepSizeError):
         EdgeFlow(SCALAR_LOSS, -1.0)
+
+
+def shifted_quadratic(lam, c):
+    """L = sum_i lam_i (w_i - c_i)^2 / 2: x = c is at rest, H = diag(lam), the secant along e_1 is lam_1 exactly."""
+    return lambda w: 0.5 * jnp.sum(jnp.asarray(lam) * (w - jnp.asarray(c)) ** 2)
+
+
+def test_roundoff_floor_formula():
+    """2^-53 sqrt(sum x_i^2 u_i^2 / 3), computed in NumPy: the RMS of fl(w - eta g)'s rounding along u."""
+    from dynamics.processes.rod_edge import roundoff_floor
+    x, u = np.array([3.0, -4.0, 12.0]), np.array([0.6, 0.8, 0.0])
+    expected = 2.0 ** -53 * np.sqrt(np.sum((x * u) ** 2) / 3.0)
+    assert float(roundoff_floor(jnp.asarray(x), jnp.asarray(u))) == pytest.approx(expected, rel=1e-15)
+
+
+def test_edge_onset_rule_holds_rho_at_the_roundoff_floor():
+    """eta lambda_1 = 1.5 < 2 at rest (x = c, u = e_1): the bare law decays rho0 = 1e3 floor as e^{-tau/2} to
+    ~0.045 floor at tau = 20 (closed form); the default rule stops it at the floor (the solver's last step into the
+    floor may go below by at most its own decay, e^{-h/2}; 0.3 allows h <= 2.4); at eta lambda_1 = 2.5 both grow as
+    e^{tau/2} from the floor (closed form)."""
+    from dynamics.processes.rod_edge import roundoff_floor
+    c, u0 = np.array([2.0, -1.0, 0.5]), np.array([1.0, 0.0, 0.0])
+    floor = float(roundoff_floor(jnp.asarray(c), jnp.asarray(u0)))
+    assert floor == pytest.approx(2.0 ** -53 * 2.0 / np.sqrt(3.0), rel=1e-15)
+    ts, tol = np.array([0.0, 20.0]), dict(rtol=1e-10, atol=1e-30)
+    state = lambda rho: (jnp.asarray(c), jnp.asarray(u0), jnp.asarray(rho))
+    decay = shifted_quadratic([1.5, 0.5, 0.2], c)
+    assert EdgeFlow(decay, 1.0).onset == "roundoff"
+    bare = dy.simulate(EdgeFlow(decay, 1.0, onset="none"), state(1e3 * floor), ts, **tol).ys[2][-1]
+    assert float(bare) == pytest.approx(1e3 * floor * np.exp(-10.0), rel=1e-7)
+    held = float(dy.simulate(EdgeFlow(decay, 1.0), state(1e3 * floor), ts, **tol).ys[2][-1])
+    assert 0.3 * floor <= held <= floor * (1 + 1e-12)
+    grow = shifted_quadratic([2.5, 0.5, 0.2], c)
+    for onset in ("roundoff", "none"):
+        end = dy.simulate(EdgeFlow(grow, 1.0, onset=onset), state(floor), ts, **tol).ys[2][-1]
+        assert float(end) == pytest.approx(floor * np.exp(10.0), rel=1e-7)
+
+
+def test_edge_onset_rule_field():
+    """Below the floor with eta lambda < 2: drho = 0 (default) and rho (eta lambda - 2) for onset="none"; above the
+    floor both are rho (eta lambda - 2), lambda = lam_1 exactly on the shifted quadratic."""
+    from dynamics.processes.rod_edge import roundoff_floor
+    c, u0 = np.array([2.0, -1.0, 0.5]), np.array([1.0, 0.0, 0.0])
+    floor = float(roundoff_floor(jnp.asarray(c), jnp.asarray(u0)))
+    loss = shifted_quadratic([1.5, 0.5, 0.2], c)
+    for rho, default in ((0.5 * floor, 0.0), (1e-3, -0.5 * 1e-3)):
+        state = (jnp.asarray(c), jnp.asarray(u0), jnp.asarray(rho))
+        assert float(EdgeFlow(loss, 1.0).field(0.0, state)[2]) == pytest.approx(default, rel=1e-12, abs=0)
+        assert float(EdgeFlow(loss, 1.0, onset="none").field(0.0, state)[2]) == pytest.approx(-0.5 * rho, rel=1e-12)
+    with pytest.raises(dy.InputError, match="onset must be one of"):
+        EdgeFlow(loss, 1.0, onset="log")

@@ -160,3 +160,60 @@ def test_diagonal_net_step_is_the_multiplicative_u_plus_minus_v_update(method):
             gv += ri * X[i] * us / n
     assert np.allclose(np.asarray(u1), u - lr * gu, rtol=1e-13, atol=1e-15)
     assert np.allclose(np.asarray(v1), v - lr * gv, rtol=1e-13, atol=1e-15)
+
+
+# moon2026_sam_margin: SAM on separable data (docs/stability-sam-geometry.md section 1.3)
+
+def test_sam_perturbation_on_the_separable_asymptote_is_minus_rho_u():
+    """[derived] on w = w_hat log t + w_tilde the normalized gradient is -w_hat/||w_hat|| up to the off-support weights
+    e^{-(theta - 1) log t} (theta = 2.75 on the axis data): numpy gradient, independent of dynamics."""
+    from theorems.common import datasets
+    from theorems.moon2026_sam_margin import closed_form
+
+    X, y = datasets.dataset("axis_closed_form")
+    Z = y[:, None] * X
+    solution = dyn.max_margin(X, y)
+    w_tilde = dyn.separable_asymptotics(solution, Z).w_tilde
+    w = closed_form(30.0, solution.w, w_tilde)
+    g = -Z.T @ np.exp(-Z @ w)
+    u = solution.w / np.linalg.norm(solution.w)
+    assert np.linalg.norm(g / np.linalg.norm(g) + u) < 1e-12
+    # the shift is a margin shift: grad L(w - rho u) = e^{rho/||w_hat||} grad L(w) on the support
+    rho = 0.5
+    shifted = -Z.T @ np.exp(-Z @ (w - rho * u))
+    assert np.allclose(shifted, np.exp(rho / np.linalg.norm(solution.w)) * g, rtol=1e-12, atol=0)
+
+
+def test_shifted_asymptote_keeps_the_direction_constant_and_lowers_the_error_at_second_order():
+    """[derived] err(w_hat T + w_tilde) - err(w_hat T + w_tilde + rho u) ~ C rho / (||w_hat|| T^2); both errors x T
+    -> C."""
+    from theorems.common import datasets
+    from theorems.moon2026_sam_margin import closed_form
+
+    X, y = datasets.dataset("axis_closed_form")
+    solution = dyn.max_margin(X, y)
+    asy = dyn.separable_asymptotics(solution, y[:, None] * X)
+    W, C, T, rho = np.linalg.norm(solution.w), asy.direction_constant, 1e5, 0.5
+    gd = dyn.direction_error(closed_form(T, solution.w, asy.w_tilde), solution.w)
+    sam = dyn.direction_error(closed_form(T, solution.w, asy.w_tilde, rho), solution.w)
+    assert np.isclose(sam * T, C, rtol=1e-4) and np.isclose(gd * T, C, rtol=1e-4)
+    assert np.isclose((gd - sam) * T**2, C * rho / W, rtol=1e-3)
+
+
+def test_l1_gap_and_minor_share_on_simple_predictors():
+    from theorems.moon2026_sam_margin import l1_gap, minor_share
+
+    x = np.array([1.0, 0.6, 0.3])
+    assert l1_gap(np.array([2.0, 0.0, 0.0]), x, 1.0) == 0.0
+    assert np.isclose(l1_gap(np.array([1.0, 1.0, 0.0]), x, 1.0), 0.2)
+    assert np.isclose(minor_share(np.array([[1.0, 1.0, 2.0]])), [0.75]).all()
+
+
+def test_sam_step_hypothesis_rejects_a_step_past_the_weighted_bound():
+    from dynamics.errors import InputError
+    from theorems.moon2026_sam_margin import sam_step_hypothesis
+
+    Z = np.array([[1.0, 0.0], [0.0, 2.0]])
+    assert np.isclose(sam_step_hypothesis(0.1, 0.5, Z, 1.0), np.e)
+    with pytest.raises(InputError):
+        sam_step_hypothesis(0.5, 0.5, Z, 1.0)

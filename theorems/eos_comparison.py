@@ -9,7 +9,10 @@ Models of GD w_{k+1} = w_k - eta grad L(w_k), each started at w_0 (rod and edge 
   region {finite, L <= BLOWUP L(w_0)} (the predicted departure). A segment the solver cannot finish within its step
   budget (SolverBudgetError, or a DivergenceError with no saved state outside the region) is an instrument failure:
   it stops the PF but never counts as the predicted departure;
-- central: `CentralFlow` (Euler substeps, step time); rod: `RodFlow`; edge: `EdgeFlow` (step time).
+- central: `CentralFlow` (Euler substeps, step time); rod: `RodFlow`; edge: `EdgeFlow` (step time) with its default
+  onset rule (docs/flows.md section 12: rho held at no less than GD's one-step round-off along u while eta lambda
+  < 2; under the bare law rho underflowed to 0 during the MLP's ~400 steps of sharpening and the edge flow stayed
+  on gradient flow, the expected failure this replaced).
 
 Comparison with GD's midpoints m_k = (w_k + w_{k+1})/2 (docs/flows.md sections 8, 14): GF at tau = k + 1/2, IGR and PF
 at t = (k + 1/2) eta, the central flow by the midpoint rule (c_k + c_{k+1})/2 of its states at tau = k, k + 1 (as in
@@ -41,7 +44,7 @@ from dynamics.predictions.gfs import gfs_sharpness_scalar
 from .cohen2021_eos import ETA as MLP_ETA
 from .cohen2021_eos import LANCZOS_STEPS, cpu_mlp
 from .common import by_budget, claims, figures
-from .harness import Theorem, expected_failure
+from .harness import Theorem
 from .regis2026_rod_edge import ETA_PHI, LATE, RATIO_MAX, W0
 
 EOS_MODELS = ("central", "rod", "edge")
@@ -51,15 +54,6 @@ BLOWUP = 1e3                    # the PF's bounded region: L <= BLOWUP L(w0)
 CENTRAL_RATIO_MAX = 0.3         # docs/flows.md section 10: "<<" read as below 0.3
 IGR_RATIO_MIN = 0.5             # IGR gains (almost) nothing over GF at the EoS (docs/flows.md section 1)
 PLATEAU = (1.95, 2.10)          # docs/flows.md section 8 (b): the EoS plateau of eta lambda_max
-EDGE_FAILURE = expected_failure(
-    "modelling limit of the reconstructed edge flow (docs/flows.md section 12): its amplitude obeys rho' = rho "
-    "(eta lambda_sec - 2), so through the MLP's ~400 steps of progressive sharpening (eta lambda from 0.5 to 2) rho "
-    "decays below 1e-300 (float64 underflow) and cannot regrow: the run is the stable flow with an extra direction. "
-    "The rod flow's d decays too but stays at the round-off floor (~1e-16), from which it regrows after the onset. "
-    "Restarted from GD's rod 50 steps before the onset the edge flow tracks GD like the rod flow "
-    "(notebooks/edge_of_stability.ipynb, section 3); on the scalar net the onset comes within a few steps and it "
-    "tracks GD from w0 (claim A). Same first 400 steps at both budgets")
-
 #: problem settings per budget. steps: GD steps compared (k = 0..steps-1); every: sharpness stride; central: the
 #: CentralFlow options; pf: (GD steps per segment, horizon in steps or None = the whole run, or 0 = not run, solver
 #: steps allowed per GD step); tol: the Tsit5 tolerances; sharpness: the eta lambda_max method (Lanczos with
@@ -249,7 +243,8 @@ class EosModelComparison(Theorem):
                   "step-time models compared at tau = k + 1/2 (rod/edge centers at tau = k), physical-time models "
                   "at t = (k + 1/2) eta; Tsit5 (diffrax), central flow by its own Euler substeps",
                   "rod and edge flows: the reconstructions of docs/flows.md sections 11-12 "
-                  "(`dynamics.processes.rod_edge`)")
+                  "(`dynamics.processes.rod_edge`); the edge flow with its default onset rule (rho held at no less "
+                  "than GD's one-step round-off along u while eta lambda < 2, section 12)")
     seed = 0
 
     def run(self, budget="quick"):
@@ -311,7 +306,7 @@ class EosModelComparison(Theorem):
                 CENTRAL_RATIO_MAX,
                 why="the statement: far better than GF and IGR; 0.3 = docs/flows.md section 10's reading of << "
                     "(a ratio near 1 would be no gain)",
-                note=line("mlp", m) + seed.get(m, ""), xfail=EDGE_FAILURE if m == "edge" else None))
+                note=line("mlp", m) + seed.get(m, "")))
         gd_plateau = float(np.median(B["mids_eta_s"][B["ks"] >= B["onset"]]))
         for m in EOS_MODELS:
             out.append(claims.within(
@@ -320,8 +315,7 @@ class EosModelComparison(Theorem):
                     "not fit to this run",
                 note=(f"docs/flows.md section 8 (b) plateau; over the same window (k >= {B['onset']}, GD's damped "
                       f"overshoot included) GD midpoints {gd_plateau:.4f}, GF {row['mlp']['GF']['median_eta_s']:.4f}, "
-                      f"IGR {row['mlp']['IGR']['median_eta_s']:.4f}"),
-                xfail=EDGE_FAILURE if m == "edge" else None))
+                      f"IGR {row['mlp']['IGR']['median_eta_s']:.4f}")))
         return out
 
     def figure(self, ev):

@@ -3,12 +3,19 @@ spectra, edge-of-stability metrics, rate fits and convergence orders."""
 
 from .convergence import OrderFit as OrderFit
 from .convergence import convergence_order as convergence_order
+from .complexity import ArcLength as ArcLength
+from .complexity import arc_length as arc_length
+from .complexity import geometric_complexity as geometric_complexity
 from .eos import distance_to_gd as distance_to_gd
 from .eos import loss_oscillation as loss_oscillation
 from .eos import midpoints as midpoints
 from .eos import sharpness_along as sharpness_along
 from .factorization import balance_defect as balance_defect
 from .factorization import effective_rank as effective_rank
+from .function_space import relu_curvature_norm as relu_curvature_norm
+from .function_space import relu_knots as relu_knots
+from .function_space import relu_net as relu_net
+from .function_space import stability_weight as stability_weight
 from .geometry import angle as angle
 from .geometry import direction_error as direction_error
 from .geometry import margins as margins
@@ -31,3 +38,5 @@ from .spectrum import eigenpairs as eigenpairs
 from .spectrum import require_converged as require_converged
 from .spectrum import sharpness as sharpness
 from .spectrum import top_eigenpairs as top_eigenpairs
+from .density import SpectralDensity as SpectralDensity
+from .density import spectral_density as spectral_density

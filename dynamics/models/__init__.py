@@ -8,6 +8,8 @@ from . import networks as networks
 from . import toys as toys
 from .linear import linear_classifier as linear_classifier
 from .linear import tail_from as tail_from
+from .multiclass import SoftmaxCrossEntropy as SoftmaxCrossEntropy
+from .multiclass import softmax_classifier as softmax_classifier
 from .losses import AbstractTail as AbstractTail
 from .losses import Exponential as Exponential
 from .losses import Logistic as Logistic

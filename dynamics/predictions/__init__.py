@@ -2,10 +2,19 @@
 
 from .asymptotics import SeparableAsymptotics as SeparableAsymptotics
 from .asymptotics import separable_asymptotics as separable_asymptotics
+from .delay import delayed_gd_threshold as delayed_gd_threshold
+from .delay import delayed_threshold_companion as delayed_threshold_companion
+from .distillation import SelfDistillation as SelfDistillation
+from .distillation import self_distillation as self_distillation
 from .factorization import entropic_map as entropic_map
 from .factorization import entropic_sensing_limit as entropic_sensing_limit
 from .factorization import min_trace_diagonal as min_trace_diagonal
 from .factorization import singular_value_velocity as singular_value_velocity
+from .fc_implicit_norm import FCNeuronSolution as FCNeuronSolution
+from .fc_implicit_norm import fc_neuron_certificate as fc_neuron_certificate
+from .fc_implicit_norm import fc_neuron_delta as fc_neuron_delta
+from .fc_implicit_norm import fc_neuron_minimizer as fc_neuron_minimizer
+from .fc_implicit_norm import fc_neuron_q as fc_neuron_q
 from .gfs import GFSLimit as GFSLimit
 from .gfs import GFSPath as GFSPath
 from .gfs import balanced_sharpness as balanced_sharpness
@@ -42,6 +51,9 @@ from .max_margin import MaxMarginSolution as MaxMarginSolution
 from .max_margin import max_margin as max_margin
 from .max_margin import require_separable as require_separable
 from .max_margin import separability_certificate as separability_certificate
+from .multiclass import MulticlassMaxMarginSolution as MulticlassMaxMarginSolution
+from .multiclass import kesler_lift as kesler_lift
+from .multiclass import multiclass_max_margin as multiclass_max_margin
 from .stability import adam_frozen_threshold as adam_frozen_threshold
 from .stability import heavy_ball_threshold as heavy_ball_threshold
 from .stability import nesterov_threshold as nesterov_threshold

@@ -9,6 +9,8 @@ from .continual import ContinualModifiedFlow as ContinualModifiedFlow
 from .continual import SequentialGD as SequentialGD
 from .continual import lie_bracket as lie_bracket
 from .dal import DriftAdjustedGD as DriftAdjustedGD
+from .delayed import DelayedGD as DelayedGD
+from .delayed import DelayedState as DelayedState
 from .discrete import SGD as SGD
 from .discrete import GradientDescent as GradientDescent
 from .discrete import HeavyBall as HeavyBall

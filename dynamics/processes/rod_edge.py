@@ -36,6 +36,22 @@ from .eos import _StepTimeFlow
 
 #: | ||u|| - 1 | allowed for a user-supplied edge-flow direction
 UNIT_TOL = 1e-8
+#: EdgeFlow magnitude rules: "roundoff" (default) holds rho at no less than GD's round-off floor while eta lambda < 2;
+#: "none" is the bare law rho' = rho (eta lambda_sec - 2), under which rho can underflow to the fixed point 0
+ONSETS = ("roundoff", "none")
+#: unit round-off of float64, 2^-53: fl(a - b) = (a - b)(1 + delta), |delta| <= U_ROUND
+U_ROUND = 2.0 ** -53
+#: rho / ||x|| below which the edge flow takes the Rayleigh quotient for the secant curvature: sqrt(float64 eps)
+SECANT_MIN = 2.0 ** -26
+
+
+def roundoff_floor(x, u):
+    """GD's round-off injection along the unit direction u in one step at w ~ x (flat): U_ROUND ||x * u|| / sqrt(3).
+
+    fl(w - eta g) rounds coordinate i by w_i delta_i, |delta_i| <= U_ROUND; modelled as independent and uniform
+    (variance U_ROUND^2 w_i^2 / 3), its component along u has standard deviation U_ROUND sqrt(sum_i w_i^2 u_i^2 / 3).
+    Derived from the state alone (no GD trajectory); docs/flows.md section 12."""
+    return U_ROUND * jnp.linalg.norm(x * u) / math.sqrt(3.0)
 
 
 ROD_HINT = ("start from rod.initial_state(w0) (the GD rod at k = 0), or rod_from_gd(w_k, w_next, k) for the rod of "
@@ -124,9 +140,20 @@ class EdgeFlow(_StepTimeFlow):
         du/dtau   =  eta (I - u u^T) H(x) u                           (Rayleigh-quotient ascent on the unit sphere)
         drho/dtau =  rho (eta lambda_sec - 2),  lambda_sec = u^T [g(x + rho u) - g(x - rho u)] / (2 rho)
 
-    lambda_sec is the secant curvature along u (u^T H(x) u at rho = 0, where it is taken), so rho = 0 is invariant and
-    then the edge flow is the stable flow plus the direction dynamics. The rho- and x-equations are the rod flow's
-    projected on d = rho u; the u-equation is its transverse part to first order in rho (secant -> Hessian).
+    lambda_sec is the secant curvature along u (the Rayleigh quotient u^T H(x) u for rho <= sqrt(eps) ||x||, where
+    the secant's round-off would exceed its O(rho^2) difference from it), so rho = 0 is invariant and then the edge
+    flow is the stable flow plus the direction dynamics. The rho- and x-equations are the rod flow's projected on
+    d = rho u; the u-equation is its transverse part to first order in rho (secant -> Hessian).
+
+    Onset (``onset="roundoff"``, the default; a rule of this project, not the paper's). While eta lambda < 2 the bare
+    law decays rho like exp(-int (2 - eta lambda)); through a long progressive sharpening (the MLP of docs/flows.md
+    section 8: ~400 steps) it underflows to the fixed point 0, or, integrated in log rho, sits hundreds of e-folds
+    down and regrows only as long after the onset (delayed loss of stability). GD's own oscillation along u cannot
+    fall below the round-off each step's update fl(w - eta g) injects along u, so the rule holds rho at no less than
+    that injection: drho/dtau = 0 while rho <= `roundoff_floor(x, u)` = 2^-53 ||x * u|| / sqrt(3) and eta lambda_sec
+    < 2 (derived from the state alone, not fit to GD). Above the floor, or once eta lambda_sec >= 2, the law is the bare
+    one, so the rule changes nothing where rho stays above ~1e-16 ||x|| (the scalar net of `regis2026_rod_edge`).
+    ``onset="none"``: the bare law (0 reachable by underflow).
     Implemented: the reconstruction of docs/flows.md section 12 (Marion 2026, arXiv 2606.18080; only the abstract
     and introduction could be read, which this matches; the u-rate eta and the magnitude law are unconfirmed).
     The field is tangent to the sphere, so ||u|| = 1 holds up to the solver's error. A state u off the unit sphere is
@@ -136,6 +163,13 @@ class EdgeFlow(_StepTimeFlow):
     `initial_state(w0)`; a state that is not (x, u, rho) with u shaped like x and a scalar rho raises `InputError`."""
 
     cost = StepCost(2.0, 1.0)
+    onset: str = eqx.field(static=True)
+
+    def __init__(self, loss, lr, onset="roundoff"):
+        super().__init__(loss, lr)
+        if onset not in ONSETS:
+            raise InputError(f"EdgeFlow onset must be one of {ONSETS}, got {onset!r}")
+        self.onset = onset
 
     def field(self, tau, state):
         x, u, rho = _edge(state)
@@ -147,10 +181,15 @@ class EdgeFlow(_StepTimeFlow):
         plus, minus = grad(fx + rho * n), grad(fx - rho * n)
         Hu = hvp(E)(fx, fu)
         rayleigh = (fu @ Hu) / squared
-        at_zero = rho == 0
-        secant = jnp.where(at_zero, rayleigh, n @ (plus - minus) / (2.0 * jnp.where(at_zero, 1.0, rho)))
+        # below sqrt(eps) ||x|| the secant's round-off (~eps ||g|| / rho) exceeds its difference from the Rayleigh
+        # quotient (O(rho^2)), which then equals it to the round-off of lambda itself; rho = 0 always takes it
+        small = rho <= SECANT_MIN * jnp.linalg.norm(fx)
+        secant = jnp.where(small, rayleigh, n @ (plus - minus) / (2.0 * jnp.where(small, 1.0, rho)))
+        rate = self.lr * secant - 2.0
+        if self.onset == "roundoff":   # GD's own round-off keeps its oscillation at >= one step's injection
+            rate = jnp.where((rho <= roundoff_floor(fx, n)) & (rate < 0), 0.0, rate)
         return like(state, (unravel(-0.5 * self.lr * (plus + minus)), unravel(self.lr * (Hu - rayleigh * fu)),
-                            rho * (self.lr * secant - 2.0)))
+                            rho * rate))
 
     def initial_state(self, w0, u=None, rho=None):
         """(x0, u0, rho0) from GD's first step w1 = w0 - eta g(w0): x0 = (w0 + w1)/2; u0 = ``u`` or the top Hessian

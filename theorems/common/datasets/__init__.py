@@ -32,4 +32,7 @@ def dataset(name, seed=0, **options):
     return _REGISTRY[name](seed=seed, **options)
 
 
-from . import eos, flows, networks, sam, separable  # noqa: E402,F401  (register their generators)
+from . import distillation  # noqa: E402,F401  (registers the self-distillation data)
+from . import eos, flows, geometry, networks, sam, separable  # noqa: E402,F401  (register their generators)
+from . import stability  # noqa: E402,F401  (minima stability: issue 14)
+from . import multiclass  # noqa: E402,F401  (registers the K-class data)
