@@ -1,14 +1,15 @@
 """Shared data for the unit tests of `dynamics` (float64 is enabled by importing dynamics)."""
 
 import os
-import pathlib
 
 import numpy as np
 import pytest
 
-# Persistent compilation cache (dynamics.cache), read by `import dynamics` and inherited by subprocesses:
-# .cache/jax under the repository root unless DYNAMICS_CACHE_DIR is set (set it empty to turn the cache off).
-os.environ.setdefault("DYNAMICS_CACHE_DIR", str(pathlib.Path(__file__).resolve().parents[1] / ".cache" / "jax"))
+# The persistent compilation cache (dynamics.cache) stays off in the tests unless DYNAMICS_CACHE_DIR is set: in one
+# long pytest process (hundreds of compiled programs) JAX's cache crashed the interpreter twice while serializing or
+# reading an executable (compilation_cache.put_executable_and_time / get_executable_and_time, cohen2022_adaptive_eos),
+# also from an empty cache directory. The command line keeps its cache (.cache/jax).
+os.environ.setdefault("DYNAMICS_CACHE_DIR", "")
 os.environ.setdefault("MPLBACKEND", "Agg")  # headless: figures are written, not shown
 
 import dynamics  # noqa: E402,F401  (enables jax_enable_x64 before any test builds an array)
