@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import DynamicsError, InputError
 from ..validation import finite_array
-from .implicit_norms import require_interpolant
+from .implicit_norms import certificate_inputs, certificate_residuals, require_interpolant
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,17 +84,9 @@ def _q_gradient(beta, u0, delta):
 def fc_neuron_certificate(X, y, beta, w0, a0):
     """(feasibility ||X beta - y|| / ||y||, ||(I - P_range X^T) grad Q(beta)|| / ||grad Q(beta)||) for Theorem 6.1's Q;
     each ratio is the absolute residual when its denominator is 0."""
-    X = finite_array("X", X, ndim=2)
-    y = finite_array("y", y, ndim=1)
-    beta = finite_array("beta", beta, ndim=1)
-    if y.shape != (X.shape[0],) or beta.shape != (X.shape[1],):
-        raise InputError(f"X {X.shape} needs y of shape ({X.shape[0]},) and beta of shape ({X.shape[1]},); got "
-                         f"{y.shape}, {beta.shape}")
+    X, y, beta = certificate_inputs(X, y, beta)
     w0, a0, delta = _neuron_init(w0, a0, X.shape[1])
-    grad_q = _q_gradient(beta.astype(float), np.sign(a0) * w0, delta)
-    coef = np.linalg.lstsq(X.T, grad_q, rcond=None)[0]
-    stationarity = np.linalg.norm(grad_q - X.T @ coef) / (np.linalg.norm(grad_q) or 1.0)
-    return float(np.linalg.norm(X @ beta - y) / (np.linalg.norm(y) or 1.0)), float(stationarity)
+    return certificate_residuals(X, y, beta, _q_gradient(beta.astype(float), np.sign(a0) * w0, delta))
 
 
 def fc_neuron_minimizer(X, y, w0, a0, tol=1e-13, max_iter=100, nu0=None):

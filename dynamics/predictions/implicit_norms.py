@@ -221,13 +221,24 @@ def implicit_norm_minimizer(X, y, mirror, tol=1e-13, max_iter=200, nu0=None):
 def optimality_certificate(X, y, beta, mirror):
     """(feasibility ||X beta - y|| / ||y||, ||(I - P_{range X^T}) grad Q(beta)|| / ||grad Q(beta)||); each ratio is
     the absolute residual when its denominator is 0 (y = 0, or grad Q(beta) = 0 at beta = beta(0))."""
+    X, y, beta = certificate_inputs(X, y, beta)
+    return certificate_residuals(X, y, beta, mirror.inverse(beta) - mirror.m0)
+
+
+def certificate_inputs(X, y, beta):
+    """(X, y, beta) checked finite and of matching shapes, for a certificate of min Q s.t. X beta = y."""
     X = finite_array("X", X, ndim=2)
     y = finite_array("y", y, ndim=1)
     beta = finite_array("beta", beta, ndim=1)
     if y.shape != (X.shape[0],) or beta.shape != (X.shape[1],):
         raise InputError(f"X {X.shape} needs y of shape ({X.shape[0]},) and beta of shape ({X.shape[1]},); got "
                          f"{y.shape}, {beta.shape}")
-    grad_q = mirror.inverse(beta) - mirror.m0
+    return X, y, beta
+
+
+def certificate_residuals(X, y, beta, grad_q):
+    """(||X beta - y|| / ||y||, ||(I - P_{range X^T}) grad_q|| / ||grad_q||), each absolute when its denominator is 0:
+    the KKT residuals of min Q s.t. X beta = y at beta with grad Q(beta) = grad_q."""
     coef = np.linalg.lstsq(X.T, grad_q, rcond=None)[0]
     stationarity = np.linalg.norm(grad_q - X.T @ coef) / (np.linalg.norm(grad_q) or 1.0)
     return float(np.linalg.norm(X @ beta - y) / (np.linalg.norm(y) or 1.0)), float(stationarity)
