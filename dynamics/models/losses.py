@@ -26,6 +26,13 @@ from ..errors import InputError
 REDUCTIONS = ("sum", "mean")
 
 
+def check_reduction(reduction):
+    """``reduction`` if it is one of REDUCTIONS, else `InputError`."""
+    if reduction not in REDUCTIONS:
+        raise InputError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return reduction
+
+
 class AbstractTail(eqx.Module):
     """A margin loss l(u). Subclasses give l, log l and log(-l') stably.
 
@@ -177,8 +184,7 @@ class MarginLoss(eqx.Module):
     reduction: str = eqx.field(static=True, default="sum")
 
     def __check_init__(self):
-        if self.reduction not in REDUCTIONS:
-            raise InputError(f"reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
+        check_reduction(self.reduction)
 
     @property
     def num_examples(self):

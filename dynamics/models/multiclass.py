@@ -21,7 +21,7 @@ from jax.scipy.special import logsumexp
 
 from ..errors import InputError
 from ..validation import finite_array
-from .losses import REDUCTIONS, _log_softplus
+from .losses import _log_softplus, check_reduction
 
 
 def multiclass_data(X, y):
@@ -76,8 +76,7 @@ class SoftmaxCrossEntropy(eqx.Module):
     reduction: str = eqx.field(static=True, default="sum")
 
     def __check_init__(self):
-        if self.reduction not in REDUCTIONS:
-            raise InputError(f"reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
+        check_reduction(self.reduction)
 
     @property
     def num_examples(self):

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import InputError
-from .losses import REDUCTIONS, WithStatic, negative_gradient
+from .losses import WithStatic, check_reduction, negative_gradient
 
 
 class PerExample(eqx.Module):
@@ -93,8 +93,7 @@ def per_example(fn, data, reduction="mean"):
     if not _accepts_two_positional(fn):
         raise InputError(f"fn must accept two positional arguments (params, example); its signature is "
                          f"{inspect.signature(fn)}")
-    if reduction not in REDUCTIONS:
-        raise InputError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    check_reduction(reduction)
     leaves, _ = jax.tree_util.tree_flatten_with_path(data)
     if not leaves:
         raise InputError("data has no array leaves; pass arrays with a leading example axis, e.g. (X, y)")
