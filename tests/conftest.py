@@ -1,7 +1,9 @@
 """Shared data for the unit tests of `dynamics` (float64 is enabled by importing dynamics)."""
 
+import gc
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -13,6 +15,30 @@ os.environ.setdefault("DYNAMICS_CACHE_DIR", "")
 os.environ.setdefault("MPLBACKEND", "Agg")  # headless: figures are written, not shown
 
 import dynamics  # noqa: E402,F401  (enables jax_enable_x64 before any test builds an array)
+
+
+
+def _release_compiled_programs():
+    """Drop JAX's in-memory compiled programs. One pytest process compiles thousands of programs; kept alive to the
+    end they reached 7 GB of resident memory, and the XLA CPU compiler then crashed the interpreter (segmentation
+    fault, reproducibly at the same compile late in the run, in a fresh clone as in CI)."""
+    jax.clear_caches()
+    gc.collect()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def release_after_module():
+    """After each test module (no test relies on a compilation surviving from another module)."""
+    yield
+    _release_compiled_programs()
+
+
+@pytest.fixture
+def release_after_test():
+    """After one heavy test (a theorem at its budget compiles its own programs)."""
+    yield
+    _release_compiled_programs()
+
 
 #: c_n of the axis-aligned reference data z_n = c_n e_n (docs/implicit-bias.md section 2, case 1).
 AXIS_C = np.array([1.0, 2.0])

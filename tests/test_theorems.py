@@ -22,7 +22,7 @@ def _unexpected(verdict):
 
 
 @pytest.mark.parametrize("theorem_id", list(registry.THEOREMS))
-def test_theorem_at_quick_budget(theorem_id, tmp_path):
+def test_theorem_at_quick_budget(theorem_id, tmp_path, release_after_test):
     theorem = registry.THEOREMS[theorem_id]
     assert theorem.reference and theorem.statement and theorem.hypotheses
     verdict = verify(theorem, "quick", figures_dir=tmp_path, evidence_dir=tmp_path / "evidence")
@@ -35,7 +35,7 @@ def test_theorem_at_quick_budget(theorem_id, tmp_path):
 
 @pytest.mark.full
 @pytest.mark.parametrize("theorem_id", list(registry.THEOREMS))
-def test_theorem_at_full_budget(theorem_id):
+def test_theorem_at_full_budget(theorem_id, release_after_test):
     verdict = verify(registry.THEOREMS[theorem_id], "full")
     assert not _unexpected(verdict), f"{theorem_id}: unexpected results at the full budget {_unexpected(verdict)}"
 
