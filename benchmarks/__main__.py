@@ -12,8 +12,8 @@ import time  # noqa: E402
 
 import jax  # noqa: E402
 
-from . import (central_flow_sdcp, eos_cost, gd_throughput, gf_vs_gd, interactive, linear_networks,  # noqa: E402
-               principal_flow, sam, sharpness)
+from . import (central_flow_scale, central_flow_sdcp, eos_cost, gd_throughput, gf_vs_gd, interactive,  # noqa: E402
+               linear_networks, principal_flow, sam, sharpness)
 
 
 def main():
@@ -27,6 +27,7 @@ def main():
     linear_networks.report()
     sharpness.report()
     central_flow_sdcp.report()
+    central_flow_scale.report()
     eos_cost.report()
     interactive.report()
     sam.report()

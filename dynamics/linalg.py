@@ -61,12 +61,22 @@ def default_tol(dtype):
     return max(1e-8, 1e3 * float(jnp.finfo(dtype).eps))
 
 
-def _result(values, vectors, residuals, rho, tol, hvps, iterations, max_iterations, k=None):
-    """`Eigenpairs` of the first k pairs (all when k is None), converged when their residuals are <= tol * rho."""
+def _required(values, floor):
+    """The pairs that must converge: all, or (``floor`` given) the pairs down to the first whose Ritz value is at or
+    below the floor: pair 1 always, pair i when lambda_{i-1} > floor. (A Ritz value plus its residual bounds some
+    eigenvalue, not the largest: a cold block may hold only low Ritz values, so pair 1 must converge first.)"""
+    if floor is None:
+        return jnp.ones(values.shape, bool)
+    return jnp.concatenate([jnp.ones(1, bool), values[:-1] > floor])
+
+
+def _result(values, vectors, residuals, rho, tol, hvps, iterations, max_iterations, k=None, floor=None):
+    """`Eigenpairs` of the first k pairs (all when k is None), converged when their residuals are <= tol * rho (only
+    the pairs `_required` by ``floor``)."""
     block = vectors
     values, vectors, residuals = values[:k], vectors[:, :k], residuals[:k]
     tolerance = tol * rho
-    converged = jnp.all(residuals <= tolerance)
+    converged = jnp.all((residuals <= tolerance) | ~_required(values, floor))
     as_int = lambda x: jnp.asarray(x, jnp.int32)
     return Eigenpairs(values, vectors, residuals, tolerance, as_int(hvps), as_int(iterations),
                       as_int(max_iterations), converged, block)
@@ -93,7 +103,7 @@ def flat_loss(loss, params):
 # ----------------------------------------------------------------------------- Lanczos
 
 
-def lanczos(matvec, v0, steps, k=None, tol=None):
+def lanczos(matvec, v0, steps, k=None, tol=None, floor=None):
     """Lanczos tridiagonalization with full (twice-repeated) reorthogonalization: `Eigenpairs`, descending.
 
     Ritz pairs of the symmetric ``matvec`` on the Krylov space K_m(A, v0), m = min(steps, n); the first k (all
@@ -135,7 +145,7 @@ def lanczos(matvec, v0, steps, k=None, tol=None):
     theta, S = jnp.linalg.eigh(T)
     theta, S = _nan_unless(jnp.all(jnp.isfinite(T)), theta[::-1], S[:, ::-1])
     residuals = jnp.abs(beta[-1] * S[-1])
-    return _result(theta, V[:steps].T @ S, residuals, jnp.max(jnp.abs(theta)), tol, steps, steps, steps, k)
+    return _result(theta, V[:steps].T @ S, residuals, jnp.max(jnp.abs(theta)), tol, steps, steps, steps, k, floor)
 
 
 # ----------------------------------------------------------------------------- LOBPCG
@@ -176,7 +186,7 @@ def _rayleigh_ritz(B, AB, valid, b):
     return w[::-1][:b], U[:, ::-1][:, :b], rho
 
 
-def lobpcg(matvec, X0, k=None, tol=None, steps=LOBPCG_STEPS):
+def lobpcg(matvec, X0, k=None, tol=None, steps=LOBPCG_STEPS, floor=None):
     """Top-k (largest algebraic) eigenpairs of the symmetric ``matvec`` by block LOBPCG from the block X0 (n, b).
 
     Each iteration: residuals R = A X - X Theta, basis [X, R, P] (P: the previous update direction)
@@ -186,7 +196,10 @@ def lobpcg(matvec, X0, k=None, tol=None, steps=LOBPCG_STEPS):
     lambda_k is close to lambda_{k+1}. Stops when the first k residuals are <= tol * rho (rho: the largest
     |Ritz value| seen), after ``steps`` iterations, or on a non-finite residual; the reported residuals are then
     recomputed from fresh HVPs. HVPs: b (start) + b per iteration + b (final check). Warm start: pass the
-    previous result's vectors (plus guard columns) as X0 along a trajectory. ``steps`` may be traced.
+    previous result's vectors (plus guard columns) as X0 along a trajectory. ``steps`` may be traced. ``floor``
+    (optional, may be traced): only the pairs down to the first Ritz value at or below the floor must converge
+    (`_required`; `CentralFlow` tracks the eigenvalues above a threshold, and pairs deep in the bulk converge slowly
+    and are not needed).
     """
     n, b = X0.shape
     k = b if k is None else k
@@ -202,7 +215,8 @@ def lobpcg(matvec, X0, k=None, tol=None, steps=LOBPCG_STEPS):
 
     def unfinished(state):
         X, AX, P, AP, theta, res, rho, i = state
-        return (i < steps) & jnp.any(res[:k] > tol * rho) & jnp.all(jnp.isfinite(res))
+        needed = _required(theta[:k], floor)
+        return (i < steps) & jnp.any((res[:k] > tol * rho) & needed) & jnp.all(jnp.isfinite(res))
 
     def iterate(state):
         X, AX, P, AP, theta, res, rho, i = state
@@ -225,7 +239,7 @@ def lobpcg(matvec, X0, k=None, tol=None, steps=LOBPCG_STEPS):
     theta = jnp.sum(X * AX, axis=0)
     order = jnp.argsort(-theta)
     X, AX, theta = X[:, order], AX[:, order], theta[order]
-    return _result(theta, X, residual(X, AX, theta), rho, tol, b * (iterations + 2), iterations, steps, k)
+    return _result(theta, X, residual(X, AX, theta), rho, tol, b * (iterations + 2), iterations, steps, k, floor)
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -270,7 +284,7 @@ def _first_nonfinite_leaf(params):
                  if not bool(jnp.all(jnp.isfinite(leaf)))), "?")
 
 
-def _solve(loss, params, k, method, start, steps, tol):
+def _solve(loss, params, k, method, start, steps, tol, floor=None):
     """`solve_eigenpairs` on validated arguments: (`Eigenpairs`, whether every parameter is finite)."""
     E, flat, _ = flat_loss(loss, params)
     matvec = lambda v: hvp(E)(flat, v)
@@ -280,11 +294,11 @@ def _solve(loss, params, k, method, start, steps, tol):
         rho = jnp.max(jnp.abs(values))
         values, vectors = values[::-1][:k], vectors[:, ::-1][:, :k]
         residuals = jnp.linalg.norm(H @ vectors - vectors * values, axis=0)
-        result = _result(values, vectors, residuals, rho, tol, flat.size, 1, 1)
+        result = _result(values, vectors, residuals, rho, tol, flat.size, 1, 1, floor=floor)
     elif method == "lanczos":
-        result = lanczos(matvec, start, steps, k, tol)
+        result = lanczos(matvec, start, steps, k, tol, floor)
     else:
-        result = lobpcg(matvec, start, k, tol, steps)
+        result = lobpcg(matvec, start, k, tol, steps, floor)
     finite = jnp.all(jnp.isfinite(flat))  # inside jit a non-finite point gives NaN values (no Hessian there)
     return result._replace(values=jnp.where(finite, result.values, jnp.nan)), finite
 
@@ -293,7 +307,7 @@ def _solve(loss, params, k, method, start, steps, tol):
 _solve_compiled = eqx.filter_jit(_solve)
 
 
-def solve_eigenpairs(loss, params, k=1, method=None, start=None, steps=None, tol=None, strict=False):
+def solve_eigenpairs(loss, params, k=1, method=None, start=None, steps=None, tol=None, strict=False, floor=None):
     """Top-k (largest algebraic) Hessian eigenpairs of ``loss`` at ``params`` as `Eigenpairs` (flat vectors).
 
     params: any pytree, an Equinox module included; the vectors are flat over its inexact-array leaves (see
@@ -305,7 +319,9 @@ def solve_eigenpairs(loss, params, k=1, method=None, start=None, steps=None, tol
     relative residual tolerance (`default_tol`). strict=True raises `SolverBudgetError` when not converged
     (inside jit: an equinox runtime error with the tolerance and budget, unless a parameter is non-finite);
     strict=None means strict for "lobpcg" only. Non-finite parameters raise `InputError` naming the leaf (outside
-    jit; inside jit the values are NaN). steps must be an integer >= 1 (`InputError`).
+    jit; inside jit the values are NaN). steps must be an integer >= 1 (`InputError`). floor (optional): only the
+    pairs down to the first Ritz value at or below it must converge (pair 1 always, pair i when lambda_{i-1} >
+    floor; LOBPCG stops on them and ``converged`` reports on them).
 
     Outside jit the solve is compiled once per (loss object, parameter shapes, k, method, start shape, steps) and
     reused: new parameter values, tolerances and warm starts do not recompile (a new loss object, e.g. a fresh
@@ -331,12 +347,14 @@ def solve_eigenpairs(loss, params, k=1, method=None, start=None, steps=None, tol
         raise InputError(f"steps (the {method} iteration budget) must be an integer >= 1, got {steps!r}")
     else:
         steps = steps if isinstance(steps, jax.core.Tracer) else int(steps)
-    traced = any(isinstance(leaf, jax.core.Tracer) for leaf in leaves + jax.tree_util.tree_leaves((start, tol)))
+    traced = any(isinstance(leaf, jax.core.Tracer)
+                 for leaf in leaves + jax.tree_util.tree_leaves((start, tol, floor)))
     solve = _solve if traced else _solve_compiled
     if method != "dense":  # the default start is an argument too: cold and warm starts share one compilation
         start = _start_block(start, n, 1 if method == "lanczos" else k or 1, dtype)
         start = start[:, 0] if method == "lanczos" else start
-    result, finite = solve(loss, params, k, method, start, steps, jnp.asarray(tol, jnp.finfo(dtype).dtype))
+    floor = None if floor is None else jnp.asarray(floor, jnp.finfo(dtype).dtype)
+    result, finite = solve(loss, params, k, method, start, steps, jnp.asarray(tol, jnp.finfo(dtype).dtype), floor)
     concrete = not isinstance(finite, jax.core.Tracer)
     if concrete and not bool(finite):
         raise InputError(f"params contain NaN or Inf (leaf {_first_nonfinite_leaf(params)}): the Hessian spectrum "

@@ -8,7 +8,8 @@ x_k +- d_k and a period-2 oscillation is a smooth, slowly varying d. Exactly [de
     d_{k+1} - d_k =  (eta/2) [g(x_k + d_k) - g(x_k - d_k)] - 2 d_k     (on GD rods, where d_k = (-1)^k (eta/2) g(w_k))
 
 The rod flow (`RodFlow`) is the ODE whose forward-Euler step with dtau = 1 is this map; the edge flow (`EdgeFlow`)
-restricts the rod to one direction, d = rho u with ||u|| = 1.
+restricts the rod to one direction, d = rho u with ||u|| = 1. `rod_field` writes the rod flow of any one-step map
+z -> z + D(z) (GD: D = -eta g; momentum and Adam on (params, optimizer state): `dynamics.processes.rod_methods`).
 
 Sources. Rod flow: Regis & Chewi, arXiv 2602.01480 (2026); edge flow: Marion, arXiv 2606.18080 (2026). The stored
 copies reachable from this project hold the abstracts and introductions of both papers, not their equation sections,
@@ -25,6 +26,7 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ..derivatives import gradient, hvp
@@ -52,6 +54,43 @@ def roundoff_floor(x, u):
     (variance U_ROUND^2 w_i^2 / 3), its component along u has standard deviation U_ROUND sqrt(sum_i w_i^2 u_i^2 / 3).
     Derived from the state alone (no GD trajectory); docs/flows.md section 12."""
     return U_ROUND * jnp.linalg.norm(x * u) / math.sqrt(3.0)
+
+
+#: RodFlow centre fields: 1, the reconstruction (centre = the average of the two ends' displacements); 2, with the
+#: second-order (backward-error) term -(1/8)(J_+ + J_-)(D_+ + D_-) (for GD: -(eta^2/8)(H_+ + H_-)(g_+ + g_-))
+ORDERS = (1, 2)
+
+
+def centre_order(order):
+    """``order`` if it is one of `ORDERS` (1 or 2), else `InputError`."""
+    if isinstance(order, (bool, np.bool_)) or order not in ORDERS:
+        raise InputError(f"the rod's centre order must be 1 (the reconstruction) or 2 (with the second-order term "
+                         f"-(1/8)(J_+ + J_-)(D_+ + D_-)), got {order!r}")
+    return int(order)
+
+
+def rod_field(displacement, fx, fd, order=1, smooth=None):
+    """The rod flow of a one-step map z -> z + D(z) at centre x and sign-corrected half-extent d (flat vectors),
+    D_+- = D(x +- d), J_+- their Jacobians:
+
+        dx/dtau = (1/2)(D_+ + D_-)   [order 2: - (1/8)(J_+ + J_-)(D_+ + D_-)]
+        dd/dtau = -(1/2)(D_+ - D_-) - 2 d
+
+    (x_k, d_k) = ((z_k + z_{k+1})/2, (-1)^k (z_k - z_{k+1})/2) for iterates z_{k+1} = z_k + D(z_k); one Euler step
+    dtau = 1 of the order-1 field maps rod k to rod k + 1 exactly (docs/flows.md section 11). Order 2 is the first
+    backward-error correction of that centre map with d frozen: the flow of x' = a(x) - (1/2) a'(x) a(x),
+    a = (1/2)(D_+ + D_-), matches the map x + a(x) to O(a^3) per step (at d = 0 for GD: IGR in step time).
+    ``smooth``: a boolean mask of coordinates kept off the rod (their dd/dtau is 0; d = 0 there keeps them on the
+    centre). Cost: 2 evaluations of D, plus 2 Jacobian-vector products at order 2. Returns (dx/dtau, dd/dtau)."""
+    if order == 2:
+        (plus, jplus), (minus, jminus) = (jax.linearize(displacement, fx + fd), jax.linearize(displacement, fx - fd))
+        both = plus + minus
+        centre = 0.5 * both - 0.125 * (jplus(both) + jminus(both))
+    else:
+        plus, minus = displacement(fx + fd), displacement(fx - fd)
+        centre = 0.5 * (plus + minus)
+    half = -0.5 * (plus - minus) - 2.0 * fd
+    return centre, half if smooth is None else jnp.where(smooth, 0.0, half)
 
 
 ROD_HINT = ("start from rod.initial_state(w0) (the GD rod at k = 0), or rod_from_gd(w_k, w_next, k) for the rod of "
@@ -112,19 +151,30 @@ class RodFlow(_StepTimeFlow):
     at d = 0 the d-equation linearizes to dd/dtau = (eta H(x) - 2) d, so the rod opens iff eta lambda > 2; the center
     moves by dx/dtau = -eta [g(x) + (1/2) T[d, d] + O(|d|^4)] (T = third derivative: the self-stabilization term).
     Cost: 2 gradients per field evaluation.
+    ``order=2`` adds the second-order centre term -(eta^2/8)(H_+ + H_-)(g_+ + g_-) (H_+-, g_+- at x +- d; 2 gradients
+    + 2 HVPs): the backward-error correction of the centre map with d frozen (`rod_field`), which reduces to IGR,
+    dx/dtau = -eta g - (eta^2/2) H g, at d = 0. A third-party restatement attributes this term to the paper; its
+    equation section could not be read here, so both are offered and compared (docs/flows.md section 11.1); the
+    Euler-step identity holds for order 1 only.
     Start from `initial_state(w0)` (the GD rod at k = 0) or `rod_from_gd`; a state that is not a pair (x, d) of equal
-    structure (e.g. the raw parameters) raises `InputError`."""
+    structure (e.g. the raw parameters) raises `InputError`, and an order other than 1 or 2 too."""
 
     cost = StepCost(2.0)
+    order: int = eqx.field(static=True)
+
+    def __init__(self, loss, lr, order=1):
+        super().__init__(loss, lr)
+        self.order = centre_order(order)
+
+    def step_cost(self, theta):
+        return StepCost(2.0, 2.0) if self.order == 2 else self.cost
 
     def field(self, tau, state):
         x, d = _rod(state)
         E, fx, unravel = flat_loss(self.loss, x)
-        fd = ravel_pytree(d)[0]
         grad = gradient(E)
-        plus, minus = grad(fx + fd), grad(fx - fd)
-        return like(state, (unravel(-0.5 * self.lr * (plus + minus)),
-                            unravel(0.5 * self.lr * (plus - minus) - 2.0 * fd)))
+        dx, dd = rod_field(lambda z: -self.lr * grad(z), fx, ravel_pytree(d)[0], self.order)
+        return like(state, (unravel(dx), unravel(dd)))
 
     def initial_state(self, w0):
         """The GD rod at k = 0: rod_from_gd(w0, w0 - eta g(w0)). One gradient."""
