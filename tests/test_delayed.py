@@ -22,12 +22,14 @@ def grad(w):
     return A @ w + np.array([w[0] ** 3 / 3.0, 0.0])
 
 
-def numpy_delayed(lr, tau, beta, steps):
-    """Plain NumPy loop: v_{k+1} = beta v_k - grad(w_{k-tau}), w_{k+1} = w_k + lr v_{k+1}, w_j = w_0 for j < 0."""
-    ws, v = [W0.copy()], np.zeros(2)
+def numpy_delayed(lr, tau, beta, steps, shifted=False):
+    """Plain NumPy loop: v_{k+1} = beta v_k - grad(w_{k-tau}) (shifted: beta v_{k-tau}), w_{k+1} = w_k + lr v_{k+1},
+    w_j = w_0 for j < 0, v_j = 0 for j <= 0."""
+    ws, vs = [W0.copy()], [np.zeros(2)]
     for k in range(steps):
-        v = beta * v - grad(ws[max(k - tau, 0)])
-        ws.append(ws[-1] + lr * v)
+        old = vs[k - tau] if shifted and k - tau >= 0 else (np.zeros(2) if shifted else vs[-1])
+        vs.append(beta * old - grad(ws[max(k - tau, 0)]))
+        ws.append(ws[-1] + lr * vs[-1])
     return np.array(ws)
 
 
@@ -131,3 +133,48 @@ def test_equinox_model_and_keyword_construction():
     traj = dyn.simulate(process, model, 0.1 * np.arange(11))
     final = jax.tree_util.tree_map(lambda leaf: leaf[-1], traj.ys)
     assert model_loss(final) < model_loss(model)
+
+
+@pytest.mark.parametrize("tau", [0, 3])
+def test_shifted_momentum_matches_a_numpy_loop(tau):
+    lr, steps = 0.1, 40
+    traj = dyn.simulate(dyn.DelayedGD(loss, lr, tau, momentum=0.7, shifted=True), W0, lr * np.arange(steps + 1))
+    np.testing.assert_allclose(np.asarray(traj.ys), numpy_delayed(lr, tau, 0.7, steps, shifted=True), rtol=1e-12,
+                               atol=1e-14)
+    if tau == 0:   # shifted momentum without delay is heavy ball, bit for bit
+        hb = dyn.simulate(dyn.HeavyBall(loss, lr, momentum=0.7), W0, lr * np.arange(steps + 1))
+        np.testing.assert_array_equal(np.asarray(traj.ys), np.asarray(hb.ys))
+
+
+def test_shifted_companion_is_the_update_rule_and_its_polynomial():
+    """The shifted companion matrix advances (w, lr v) histories by the update rule, and its eigenvalues are the roots
+    of (z - 1)(z^{tau+1} - beta) + a z (numpy roots)."""
+    rng = np.random.default_rng(1)
+    a, beta = 0.3, 0.6
+    for tau in (0, 2, 5):
+        n = tau + 1
+        state = rng.normal(size=2 * n)
+        nxt = delayed_companion(a, tau, beta, shifted=True) @ state
+        u_new = beta * state[n + tau] - a * state[tau]
+        assert nxt[n] == pytest.approx(u_new, rel=1e-14) and nxt[0] == pytest.approx(state[0] + u_new, rel=1e-14)
+        np.testing.assert_array_equal(nxt[1:n], state[:n - 1])
+        np.testing.assert_array_equal(nxt[n + 1:], state[n:-1])
+        coeffs = np.zeros(tau + 3)
+        np.add.at(coeffs, [0, 1, -2, -1], [1.0, -1.0, a - beta, beta])   # -2 and 1 coincide when tau = 0
+        eig = np.linalg.eigvals(delayed_companion(a, tau, beta, shifted=True))
+        # the other 2n - (tau + 2) eigenvalues are 0, one defective block: computed only to ~eps^(1/(2n - tau - 2))
+        order = np.argsort(-np.abs(eig))
+        assert np.all(np.abs(eig[order[tau + 2:]]) < 1e-2)
+        np.testing.assert_allclose(np.sort_complex(eig[order[:tau + 2]]), np.sort_complex(np.roots(coeffs)),
+                                   atol=1e-9)
+    # tau = 0: heavy ball's 2 (1 + beta); tau = 1, beta = 0: 1 (no momentum)
+    assert delayed_threshold_companion(1.0, 0, 0.5, shifted=True) == pytest.approx(3.0, rel=1e-12)
+    assert delayed_threshold_companion(1.0, 1, 0.0, shifted=True) == pytest.approx(1.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("shifted", ["yes", 1, None])
+def test_bad_shifted_flag(shifted):
+    with pytest.raises(dyn.InputError, match="shifted must be True or False"):
+        dyn.DelayedGD(loss, 0.1, 2, momentum=0.5, shifted=shifted)
+    with pytest.raises(dyn.InputError, match="shifted must be True or False"):
+        delayed_threshold_companion(0.1, 2, 0.5, shifted=shifted)

@@ -22,7 +22,23 @@ distribution (here the empirical distribution of the training inputs X):
 at a minimum that interpolates, lambda_max(Hessian) >= 1 + 2 sum_k |v_k w_k| g(x_k) >= 1 + 2 int |f''| g, so a minimum
 that GD with step lr can stay at (lambda_max <= 2/lr) has int |f''| g <= 1/lr - 1/2 [derived in the docs section].
 
-Host-side NumPy (float64), exact up to rounding; cost O(K log K + K n) for K neurons and n data points.
+Multivariate nets (Nacson, Mulayoff, Ongie, Michaeli & Soudry, ICLR 2023): ``{"w": (K, d), "b": (K,), "v": (K,),
+"c": ()}`` with d >= 2, f(x) = sum_k v_k relu(w_k . x + b_k) + c. With u_k = w_k/||w_k|| and t_k = -b_k/||w_k||,
+Laplacian(relu(w . x + b)) = ||w||^2 delta(w . x + b) = ||w|| delta_{u . x = t} (the surface measure of the hyperplane),
+so the distributional Laplacian of f is a finite sum of hyperplane measures,
+
+    Laplacian f = sum_H m_H delta_H,      m_H = sum over neurons k on H of v_k ||w_k||,
+
+a hyperplane H = {u . x = t} = {-u . x = -t} merged over both orientations (relu(z) - relu(-z) = z adds m = 0). The
+stability quantity weights each hyperplane by g(H) = min(g~(u, t), g~(-u, -t)) of the training inputs X (n, d),
+
+    g~(u, t) = P(u . X > t)^2 E[u . X - t | u . X > t] sqrt(1 + ||E[X | u . X > t]||^2),
+
+and sums |m_H| g(H) (`relu_laplacian_norm`); for d = 1 this is `relu_curvature_norm`. The same Jensen argument bounds
+lambda_max >= 1 + 2 sum_H |m_H| g(H) - ||R|| (docs/stability-sam-geometry.md section 3).
+
+Host-side NumPy (float64), exact up to rounding; cost O(K log K + K n) for K neurons and n data points (O(K^2 + K n d)
+for multivariate nets).
 """
 
 import jax.numpy as jnp
@@ -30,41 +46,51 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["relu_curvature_norm", "relu_knots", "relu_net", "stability_weight"]
+__all__ = ["radon_stability_weight", "relu_curvature_norm", "relu_hyperplanes", "relu_knots", "relu_laplacian_norm",
+           "relu_net", "stability_weight"]
 
 _KEYS = ("w", "b", "v", "c")
 _FIX = ('pass a one-hidden-layer univariate ReLU net as {"w": (K,), "b": (K,), "v": (K,), "c": ()} float arrays, '
         "f(x) = sum_k v_k relu(w_k x + b_k) + c")
+_FIX_ND = ('pass a one-hidden-layer multivariate ReLU net as {"w": (K, d), "b": (K,), "v": (K,), "c": ()} float arrays '
+           "with d >= 2, f(x) = sum_k v_k relu(w_k . x + b_k) + c")
 
 
-def _network(params):
-    """The four parameter arrays as float64 NumPy (w, b, v, c), or `InputError` naming what is wrong and the fix."""
+def _network(params, multivariate=False):
+    """The four parameter arrays as float64 NumPy (w, b, v, c), or `InputError` naming what is wrong and the fix.
+    ``multivariate``: w must be (K, d) with d >= 2 (else (K,))."""
+    fix = _FIX_ND if multivariate else _FIX
     if not isinstance(params, dict):
-        raise InputError(f"expected a dict of parameters, got {type(params).__name__}; {_FIX}")
+        raise InputError(f"expected a dict of parameters, got {type(params).__name__}; {fix}")
     keys = set(params)
     if keys != set(_KEYS):
         missing, extra = sorted(set(_KEYS) - keys), sorted(keys - set(_KEYS))
         raise InputError(f"not a one-hidden-layer ReLU net: missing keys {missing}, unexpected keys {extra} "
-                         f"(deeper nets are not supported); {_FIX}")
+                         f"(deeper nets are not supported); {fix}")
     arrays = {}
     for key in _KEYS:
         value = np.asarray(params[key])
         if not np.issubdtype(value.dtype, np.floating):
-            raise InputError(f"params[{key!r}] must be a float array, got dtype {value.dtype}; {_FIX}")
+            raise InputError(f"params[{key!r}] must be a float array, got dtype {value.dtype}; {fix}")
         if not np.all(np.isfinite(value)):
-            raise InputError(f"params[{key!r}] contains NaN or Inf; {_FIX}")
+            raise InputError(f"params[{key!r}] contains NaN or Inf; {fix}")
         arrays[key] = value.astype(np.float64)
     w, b, v, c = (arrays[key] for key in _KEYS)
-    if w.ndim != 1 or w.size == 0:
-        hint = " (a multivariate first layer, (K, d) with d > 1, is not univariate)" if w.ndim == 2 else ""
-        raise InputError(f"params['w'] must have shape (K,) with K >= 1, got {w.shape}{hint}; {_FIX}")
+    if multivariate:
+        if w.ndim != 2 or w.shape[0] == 0 or w.shape[1] < 2:
+            hint = " (a univariate net: use relu_curvature_norm)" if w.ndim == 1 or w.shape[-1:] == (1,) else ""
+            raise InputError(f"params['w'] must have shape (K, d) with K >= 1 and d >= 2, got {w.shape}{hint}; {fix}")
+    elif w.ndim != 1 or w.size == 0:
+        hint = (" (a multivariate first layer, (K, d) with d > 1, is not univariate: use relu_laplacian_norm)"
+                if w.ndim == 2 else "")
+        raise InputError(f"params['w'] must have shape (K,) with K >= 1, got {w.shape}{hint}; {fix}")
     for key, value in (("b", b), ("v", v)):
-        if value.shape != w.shape:
+        if value.shape != w.shape[:1]:
             hint = " (multiple outputs are not supported)" if key == "v" and value.ndim == 2 else ""
-            raise InputError(f"params[{key!r}] must have the shape of params['w'], {w.shape}, got {value.shape}{hint}; "
-                             f"{_FIX}")
+            raise InputError(f"params[{key!r}] must have shape (K,) = {w.shape[:1]} (K = the number of neurons), got "
+                             f"{value.shape}{hint}; {fix}")
     if c.shape != ():
-        raise InputError(f"params['c'] must be a scalar (shape ()), got shape {c.shape}; {_FIX}")
+        raise InputError(f"params['c'] must be a scalar (shape ()), got shape {c.shape}; {fix}")
     return w, b, v, c
 
 
@@ -79,10 +105,12 @@ def _inputs(X):
 
 
 def relu_net(params, x):
-    """f(x) = sum_k v_k relu(w_k x + b_k) + c at the points ``x`` (any shape), in JAX (traceable, differentiable in
-    params and x). No input checks (it runs inside jit); validate once with `relu_knots`."""
+    """f(x) = sum_k v_k relu(w_k x + b_k) + c at the points ``x``, in JAX (traceable, differentiable in params and x):
+    any shape for a univariate net (w: (K,)); shape (..., d) for a multivariate one (w: (K, d), w_k . x). No input
+    checks (it runs inside jit); validate once with `relu_knots` / `relu_hyperplanes`."""
     x = jnp.asarray(x)
-    pre = x[..., None] * params["w"] + params["b"]
+    w = params["w"]
+    pre = (x @ w.T if jnp.ndim(w) == 2 else x[..., None] * w) + params["b"]
     return jnp.maximum(pre, 0.0) @ params["v"] + params["c"]
 
 
@@ -141,4 +169,86 @@ def relu_curvature_norm(params, X, weight=None, atol=1e-12):
         if g.shape != knots.shape or not np.all(np.isfinite(g)) or np.any(g < 0):
             raise InputError(f"weight must map the {knots.size} knots to as many finite nonnegative values, got shape "
                              f"{g.shape}")
+    return float(np.sum(np.abs(masses) * g))
+
+
+def _inputs_nd(X, d):
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[0] == 0 or not np.issubdtype(X.dtype, np.number) or not np.all(np.isfinite(X)):
+        raise InputError(f"X must be a non-empty finite (n, d) array of training inputs, got shape {X.shape} dtype "
+                         f"{X.dtype}")
+    if X.shape[1] != d:
+        raise InputError(f"X has input dimension {X.shape[1]} but the net's first layer params['w'] has d = {d} "
+                         f"columns; pass inputs of shape (n, {d})")
+    return X.astype(np.float64)
+
+
+def relu_hyperplanes(params, atol=1e-12):
+    """(normals, offsets, masses): the merged hyperplane measures of the Laplacian of a one-hidden-layer multivariate
+    ReLU net (module docstring), Laplacian f = sum_j masses_j delta_{normals_j . x = offsets_j}, normals (m, d) unit
+    vectors, offsets (m,), masses_j = sum of v_k ||w_k|| over the neurons on hyperplane j.
+
+    Each neuron's hyperplane u . x = t (u = w/||w||, t = -b/||w||) is oriented so that the first component of u
+    larger than 1e-12 in modulus is positive (both orientations are one hyperplane). Neurons with w = 0 are dropped
+    (constant). Hyperplanes with ||u - u'|| + |t - t'| <= ``atol`` max(1, |t|) merge (into the first of the group).
+    Raises `InputError` for parameters that are not a one-hidden-layer net with d >= 2 inputs. Cost O(K^2 d)."""
+    w, b, v, _ = _network(params, multivariate=True)
+    norms = np.linalg.norm(w, axis=1)
+    live = norms > 0
+    u, t, m = w[live] / norms[live, None], -b[live] / norms[live], v[live] * norms[live]
+    lead = np.argmax(np.abs(u) > 1e-12, axis=1)
+    sign = np.sign(u[np.arange(len(u)), lead])
+    u, t = u * sign[:, None], t * sign
+    normals, offsets, masses = [], [], []
+    for uk, tk, mk in zip(u, t, m):
+        for j, (uj, tj) in enumerate(zip(normals, offsets)):
+            if np.linalg.norm(uk - uj) + abs(tk - tj) <= atol * max(1.0, abs(tj)):
+                masses[j] += mk
+                break
+        else:
+            normals.append(uk)
+            offsets.append(tk)
+            masses.append(mk)
+    d = w.shape[1]
+    return np.reshape(normals, (-1, d)), np.asarray(offsets, np.float64), np.asarray(masses, np.float64)
+
+
+def radon_stability_weight(X, normals, offsets):
+    """g(H) = min(g~(u, t), g~(-u, -t)) for the hyperplanes H = {u . x = t} (``normals`` (m, d) unit vectors,
+    ``offsets`` (m,)), with g~(u, t) = P(u . X > t)^2 E[u . X - t | u . X > t] sqrt(1 + ||E[X | u . X > t]||^2) over
+    the empirical distribution of the training inputs ``X`` (n, d) (module docstring); strict inequalities, g = 0
+    where either side holds no data. For d = 1 (normal +1) this is `stability_weight`. Cost O(m n d)."""
+    normals = np.asarray(normals, np.float64)
+    offsets = np.asarray(offsets, np.float64)
+    if normals.ndim != 2 or offsets.shape != normals.shape[:1]:
+        raise InputError(f"normals must be (m, d) and offsets (m,), got shapes {normals.shape} and {offsets.shape}")
+    X = _inputs_nd(X, normals.shape[1])
+    proj = normals @ X.T - offsets[:, None]                          # (m, n): u . x_i - t
+
+    def side(sign):
+        mask = sign * proj > 0
+        count = mask.sum(axis=1)
+        safe = np.maximum(count, 1)
+        gap = (mask * sign * proj).sum(axis=1) / safe
+        mean = (mask @ X) / safe[:, None]
+        return np.where(count > 0, (count / X.shape[0]) ** 2 * gap * np.sqrt(1.0 + np.sum(mean**2, axis=1)), 0.0)
+
+    return np.minimum(side(1.0), side(-1.0))
+
+
+def relu_laplacian_norm(params, X, weight=None, atol=1e-12):
+    """sum_H |m_H| g(H) for the one-hidden-layer multivariate ReLU net ``params`` (w: (K, d), d >= 2; b, v: (K,);
+    c: ()), exactly: the hyperplane masses of its Laplacian (`relu_hyperplanes`) weighted by g =
+    `radon_stability_weight` of the training inputs ``X`` (n, d), unless ``weight`` (a callable (normals, offsets) ->
+    (m,) nonnegative values) is given; ``X`` is then unused (pass None). With weight = the integral of a density rho
+    over each hyperplane this is int |Laplacian f| rho dx. The stability bound of Nacson et al. (2023) for GD with step
+    lr is <= 1/lr - 1/2 at linearly stable interpolating minima (module docstring). Cost O(K^2 d + K n d)."""
+    normals, offsets, masses = relu_hyperplanes(params, atol)
+    if weight is None:
+        g = radon_stability_weight(X, normals, offsets)
+    else:
+        g = np.asarray(weight(normals, offsets), np.float64)
+        if g.shape != offsets.shape or not np.all(np.isfinite(g)) or np.any(g < 0):
+            raise InputError(f"weight must map the {offsets.size} hyperplanes to as many finite nonnegative values, "
+                             f"got shape {g.shape}")
     return float(np.sum(np.abs(masses) * g))

@@ -158,6 +158,12 @@ CASES = [
      Value(lambda v: rel(v, np.abs(np.exp(-2j * np.pi * np.outer(range(3), range(3)) / 3) @ [1.0, -2.0, 0.5]).sum()
                          / np.sqrt(3), 1e-14))),
     ("lq_kkt_vertices_depth_2", lambda: pr.lq_kkt_vertices(Z4, 2), Raises(InputError, "depth")),
+    ("lexicographic_max_margin_not_separable", lambda: pr.lexicographic_max_margin(np.vstack([X4, X4]), np.r_[Y4, -Y4]),
+     Raises(NonSeparableError, "certificate verified")),
+    ("lexicographic_max_margin_mismatched", lambda: pr.lexicographic_max_margin(X4, Y4[:3]),
+     Raises(InputError, "rows")),
+    ("lexicographic_max_margin_vs_l1", lambda: pr.lexicographic_max_margin(X4, Y4).margin,
+     Value(lambda m: rel(m, pr.l1_max_margin(X4, Y4).margin, 1e-9))),
     # --- item 2: predictor_kkt on a predictor that does not separate
     ("predictor_kkt_not_separating", lambda: ms.predictor_kkt(np.array([1.0, -1.0]), Z4, np.full(4, 0.25), 2),
      Raises(InputError, "does not separate")),
