@@ -32,6 +32,7 @@ from .errors import SolverBudgetError as SolverBudgetError  # noqa: E402
 from .errors import StepSizeError as StepSizeError  # noqa: E402
 from .predictions import GFSLimit as GFSLimit  # noqa: E402
 from .predictions import GFSPath as GFSPath  # noqa: E402
+from .predictions import central_flow_time_average as central_flow_time_average  # noqa: E402
 from .predictions import gfs_limit as gfs_limit  # noqa: E402
 from .predictions import gfs_sharpness as gfs_sharpness  # noqa: E402
 from .predictions import gfs_sharpness_batch as gfs_sharpness_batch  # noqa: E402
@@ -55,6 +56,7 @@ from .processes.modified_losses import reshuffling_modified_loss as reshuffling_
 from .models import tail_from as tail_from  # noqa: E402
 from .measure import direction_error as direction_error  # noqa: E402
 from .predictions import l1_max_margin as l1_max_margin  # noqa: E402
+from .predictions import lexicographic_max_margin as lexicographic_max_margin  # noqa: E402
 from .predictions import lq_kkt_vertices as lq_kkt_vertices  # noqa: E402
 from .predictions import dft_l1_max_margin as dft_l1_max_margin  # noqa: E402
 from .predictions import max_margin as max_margin  # noqa: E402
@@ -71,6 +73,10 @@ from .processes import AbstractFlow as AbstractFlow  # noqa: E402
 from .processes import AbstractProcess as AbstractProcess  # noqa: E402
 from .processes import AbstractSDE as AbstractSDE  # noqa: E402
 from .processes import CentralFlow as CentralFlow  # noqa: E402
+from .processes import RMSPropCentralFlow as RMSPropCentralFlow  # noqa: E402
+from .processes import RMSPropFlowState as RMSPropFlowState  # noqa: E402
+from .processes import RMSPropStableFlow as RMSPropStableFlow  # noqa: E402
+from .processes import scalar_rmsprop as scalar_rmsprop  # noqa: E402
 from .processes import ContinualModifiedFlow as ContinualModifiedFlow  # noqa: E402
 from .processes import DriftAdjustedGD as DriftAdjustedGD  # noqa: E402
 from .processes import EdgeFlow as EdgeFlow  # noqa: E402
@@ -86,6 +92,9 @@ from .processes import OptaxMethod as OptaxMethod  # noqa: E402
 from .processes import PrincipalFlow as PrincipalFlow  # noqa: E402
 from .processes import RodFlow as RodFlow  # noqa: E402
 from .processes import rod_from_gd as rod_from_gd  # noqa: E402
+from .processes import MethodRodFlow as MethodRodFlow  # noqa: E402
+from .processes import adam_rod as adam_rod  # noqa: E402
+from .processes import heavy_ball_rod as heavy_ball_rod  # noqa: E402
 from .processes import SeedEnsemble as SeedEnsemble  # noqa: E402
 from .processes import SequentialGD as SequentialGD  # noqa: E402
 from .processes import StableFlow as StableFlow  # noqa: E402

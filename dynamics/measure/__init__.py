@@ -12,8 +12,11 @@ from .eos import midpoints as midpoints
 from .eos import sharpness_along as sharpness_along
 from .factorization import balance_defect as balance_defect
 from .factorization import effective_rank as effective_rank
+from .function_space import radon_stability_weight as radon_stability_weight
 from .function_space import relu_curvature_norm as relu_curvature_norm
+from .function_space import relu_hyperplanes as relu_hyperplanes
 from .function_space import relu_knots as relu_knots
+from .function_space import relu_laplacian_norm as relu_laplacian_norm
 from .function_space import relu_net as relu_net
 from .function_space import stability_weight as stability_weight
 from .geometry import angle as angle

@@ -2,6 +2,7 @@
 
 from .asymptotics import SeparableAsymptotics as SeparableAsymptotics
 from .asymptotics import separable_asymptotics as separable_asymptotics
+from .central_flow import central_flow_time_average as central_flow_time_average
 from .delay import delayed_gd_threshold as delayed_gd_threshold
 from .delay import delayed_threshold_companion as delayed_threshold_companion
 from .distillation import SelfDistillation as SelfDistillation
@@ -47,6 +48,9 @@ from .l1_margin import QuasiNormVertex as QuasiNormVertex
 from .l1_margin import lq_kkt_vertices as lq_kkt_vertices
 from .l1_margin import margin_certificate as margin_certificate
 from .l1_margin import min_l1_interpolant as min_l1_interpolant
+from .lexicographic import LexicographicSolution as LexicographicSolution
+from .lexicographic import LexicographicStage as LexicographicStage
+from .lexicographic import lexicographic_max_margin as lexicographic_max_margin
 from .max_margin import MaxMarginSolution as MaxMarginSolution
 from .max_margin import max_margin as max_margin
 from .max_margin import require_separable as require_separable

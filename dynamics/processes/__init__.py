@@ -5,6 +5,10 @@ from .base import AbstractFlow as AbstractFlow
 from .base import AbstractProcess as AbstractProcess
 from .base import StepCost as StepCost
 from .base import TimeUnit as TimeUnit
+from .central_rmsprop import RMSPropCentralFlow as RMSPropCentralFlow
+from .central_rmsprop import RMSPropFlowState as RMSPropFlowState
+from .central_rmsprop import RMSPropStableFlow as RMSPropStableFlow
+from .central_rmsprop import scalar_rmsprop as scalar_rmsprop
 from .continual import ContinualModifiedFlow as ContinualModifiedFlow
 from .continual import SequentialGD as SequentialGD
 from .continual import lie_bracket as lie_bracket
@@ -18,6 +22,7 @@ from .discrete import Nesterov as Nesterov
 from .discrete import NormalizedGD as NormalizedGD
 from .ensemble import SeedEnsemble as SeedEnsemble
 from .eos import CentralFlow as CentralFlow
+from .eos import CentralFlowState as CentralFlowState
 from .eos import StableFlow as StableFlow
 from .eos import solve_sdcp as solve_sdcp
 from .flows import GradientFlow as GradientFlow
@@ -35,6 +40,9 @@ from .sam import SAMModifiedLoss as SAMModifiedLoss
 from .sam import sam_modified_loss as sam_modified_loss
 from .rod_edge import RodFlow as RodFlow
 from .rod_edge import rod_from_gd as rod_from_gd
+from .rod_methods import MethodRodFlow as MethodRodFlow
+from .rod_methods import adam_rod as adam_rod
+from .rod_methods import heavy_ball_rod as heavy_ball_rod
 from .sde import AbstractSDE as AbstractSDE
 from .sde import StochasticModifiedEquation as StochasticModifiedEquation
 from .sde import minibatch_noise_factor as minibatch_noise_factor

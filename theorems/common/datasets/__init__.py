@@ -36,3 +36,4 @@ from . import distillation  # noqa: E402,F401  (registers the self-distillation 
 from . import eos, flows, geometry, networks, sam, separable  # noqa: E402,F401  (register their generators)
 from . import stability  # noqa: E402,F401  (minima stability: issue 14)
 from . import multiclass  # noqa: E402,F401  (registers the K-class data)
+from . import outliers  # noqa: E402,F401  (Hessian outliers: issue 15)
