@@ -76,6 +76,15 @@ def gd_bound(X):
     return 4.0 / np.linalg.eigvalsh(X.T @ X).max()
 
 
+def _residual_slope(t, W, flat_hat, W_tilde):
+    """||W(t) - W_hat log t - W_tilde|| at the saved times, the window t >= t_end/100 (the last two decades) and the
+    least-squares fit of log residual on log t there."""
+    residual = np.linalg.norm(np.reshape(W, (len(t), -1)) - (np.log(t)[:, None] * flat_hat + W_tilde.reshape(-1)),
+                              axis=1)
+    window = t >= t[-1] / 100.0
+    return residual, window, fit_line(np.log(t[window]), np.log(residual[window]))
+
+
 class Soudry2018Multiclass(Theorem):
     id = "soudry2018_multiclass"
     reference = ("Soudry, Hoffer, Nacson, Gunasekar, Srebro: The implicit bias of gradient descent on separable data, "
@@ -158,10 +167,7 @@ class Soudry2018Multiclass(Theorem):
                  f", ||W_tilde|| = {np.linalg.norm(W_tilde):.4f}"))
 
         t = ev["t_gd"]
-        r_gd = np.linalg.norm(ev["W_gd"].reshape(len(t), -1) - (np.log(t)[:, None] * flat_hat + W_tilde.reshape(-1)),
-                              axis=1)
-        window = t >= t[-1] / 100.0
-        gfit = fit_line(np.log(t[window]), np.log(r_gd[window]))
+        r_gd, window, gfit = _residual_slope(t, ev["W_gd"], flat_hat, W_tilde)
         out.append(claims.within(
             "M3 GD: slope of log ||W - W_hat log t - W_tilde|| vs log t (last two decades of t)", gfit.slope,
             -1.0 - 4 * gfit.slope_stderr, -kappa + 4 * gfit.slope_stderr,
@@ -173,9 +179,7 @@ class Soudry2018Multiclass(Theorem):
 
         ts = ev["t_sgd"]
         W_sgd = ev["W_sgd"].reshape(len(ts), -1)
-        r_sgd = np.linalg.norm(W_sgd - (np.log(ts)[:, None] * flat_hat + W_tilde.reshape(-1)), axis=1)
-        last = ts >= ts[-1] / 100.0
-        sfit = fit_line(np.log(ts[last]), np.log(r_sgd[last]))
+        r_sgd, last, sfit = _residual_slope(ts, W_sgd, flat_hat, W_tilde)
         out.append(claims.within(
             "S1 SGD: slope of log ||W - W_hat log t - W_tilde|| vs log t (last two decades of t = k lr/N)", sfit.slope,
             -1.0 - 4 * sfit.slope_stderr, -kappa + 4 * sfit.slope_stderr,
