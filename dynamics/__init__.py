@@ -61,6 +61,7 @@ from .predictions import lq_kkt_vertices as lq_kkt_vertices  # noqa: E402
 from .predictions import dft_l1_max_margin as dft_l1_max_margin  # noqa: E402
 from .predictions import max_margin as max_margin  # noqa: E402
 from .predictions import multiclass_max_margin as multiclass_max_margin  # noqa: E402
+from .predictions import rmsprop_stationary_preconditioner as rmsprop_stationary_preconditioner  # noqa: E402
 from .models import softmax_classifier as softmax_classifier  # noqa: E402
 from .measure import normalized_margin as normalized_margin  # noqa: E402
 from .predictions import separable_asymptotics as separable_asymptotics  # noqa: E402

@@ -58,6 +58,9 @@ from .max_margin import separability_certificate as separability_certificate
 from .multiclass import MulticlassMaxMarginSolution as MulticlassMaxMarginSolution
 from .multiclass import kesler_lift as kesler_lift
 from .multiclass import multiclass_max_margin as multiclass_max_margin
+from .rmsprop_stationary import RMSPropStationary as RMSPropStationary
+from .rmsprop_stationary import rmsprop_stationary_from_derivatives as rmsprop_stationary_from_derivatives
+from .rmsprop_stationary import rmsprop_stationary_preconditioner as rmsprop_stationary_preconditioner
 from .stability import adam_frozen_threshold as adam_frozen_threshold
 from .stability import heavy_ball_threshold as heavy_ball_threshold
 from .stability import nesterov_threshold as nesterov_threshold
