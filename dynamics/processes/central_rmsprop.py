@@ -46,7 +46,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from ..derivatives import gradient, third
-from ..errors import InputError
+from ..errors import InputError, PrecisionError
 from ..linalg import DENSE_LIMIT, solve_eigenpairs
 from .arguments import integer_parameter
 from .base import AbstractDiscrete, StepCost, TimeUnit, positive_lr, real_parameter
@@ -287,6 +287,9 @@ class RMSPropCentralFlow(_RMSPropFlow, AbstractDiscrete):
     def init(self, w0, k0=0):
         """`RMSPropFlowState` at tau = 0 from parameters or (w_0, nu_0) (`start`)."""
         flat, _, _ = self._flat(w0.params if isinstance(w0, RMSPropFlowState) else w0)
+        if jnp.finfo(flat.dtype).bits < 32:
+            raise PrecisionError(f"RMSPropCentralFlow needs float32 or float64 parameters, got {flat.dtype} (the "
+                                 "eigensolvers have no half-precision kernels); start from y0 cast to float64")
         columns = self.k + (2 if self._method(flat.size) == "lobpcg" else 0)
         block = jax.random.normal(jax.random.PRNGKey(0), (flat.size, columns), flat.dtype)
         w0, nu = self.start(w0)

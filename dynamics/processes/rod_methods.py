@@ -149,6 +149,9 @@ class MethodRodFlow(AbstractFlow):
         """The rod of the method's first two states, z_0 = method.init(w0) and z_1 = method.step(z_0, 0), at tau = 0
         (its centre models the midpoint k = 0); ``stable=True``: (z_0, 0), the stable flow from z_0 (at tau it models
         the state z_tau itself, so compare it with the midpoints at tau = k + 1/2)."""
+        if any(jnp.iscomplexobj(leaf) for leaf in jax.tree_util.tree_leaves(w0)):
+            raise InputError("MethodRodFlow runs on real states: its methods differentiate a real loss, and a complex "
+                             "w0 would need a holomorphic loss and complex optimizer states; start from a real w0")
         z0 = self.method.init(w0)
         if stable:
             z0 = _real(z0)

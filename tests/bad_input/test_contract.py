@@ -130,6 +130,10 @@ PROCESSES = {
     "GameModifiedFlow": (lambda L, h: dy.GameModifiedFlow(*_fields(L), h), lambda w: (w[0], w[1]), [0.0, 0.2], "lr"),
     "StochasticModifiedEquation": (lambda L, h: dy.StochasticModifiedEquation(L, h, _noise, KEY, dt=0.05, paths=2),
                                    lambda w: w, [0.0, 0.2], "lr"),
+    "RMSPropCentralFlow": (lambda L, h: dy.RMSPropCentralFlow(L, h, k=1, substeps=1), lambda w: w, [0.0, 2.0], "lr"),
+    "RMSPropStableFlow": (lambda L, h: dy.RMSPropStableFlow(L, h, substeps=1), lambda w: w, [0.0, 2.0], "lr"),
+    "MethodRodFlow": (lambda L, h: dy.MethodRodFlow(dy.HeavyBall(L, h)),
+                      lambda w: dy.MethodRodFlow(dy.HeavyBall(quadratic, LR)).initial_state(w), [0.0, 2.0], "lr"),
 }
 ABSTRACT = {"AbstractProcess", "AbstractDiscrete", "AbstractFlow", "AbstractSDE"}
 HAS_LOG_TIME_FIELD = {"GradientFlow", "ModifiedFlow", "PrincipalFlow"}
@@ -162,7 +166,7 @@ def _lr_cases():
             cases.append((f"lr[{name}-{bad_id}]", lambda b=build, s=state, t=ts, v=bad: dy.simulate(
                 b(quadratic, v), s(jnp.asarray(W0)), t), Raises(kinds, phrase)))
         # the same bad values set after construction (eqx.tree_at skips __init__): refused by simulate itself
-        if param == "lr" and name != "SeedEnsemble":
+        if param == "lr" and name not in ("SeedEnsemble", "MethodRodFlow"):  # their lr lives in the wrapped method
             for bad_id, bad in (("nan", np.nan), ("negative", -0.1), ("None", None), ("complex", 0.1j)):
                 cases.append((f"lr_set_later[{name}-{bad_id}]", lambda b=build, s=state, t=ts, v=bad: dy.simulate(
                     eqx.tree_at(lambda p: p.lr, b(quadratic, LR), v, is_leaf=lambda x: x is None),
