@@ -177,7 +177,7 @@ class Cohen2025RMSProp(Theorem):
 
     def figure(self, ev):
         t, k = ev["saved"], np.arange(ev["steps"]) + 0.5
-        fig, ax = figures.panels(self, 3, width=5.0, height=4.0)
+        fig, ax = figures.panels(self, 3, width=5.0, height=4.0, title="RMSProp vs its central and stable flows")
         ax[0].plot(k, ev["d_cf"], label=r"$\|RMSProp_{mid} - CF\|$")
         ax[0].plot(k, ev["d_sf"], label=r"$\|RMSProp_{mid} - SF\|$")
         figures.axes_style(ax[0], "k", "distance", logy=True, title="distances to RMSProp midpoints")
