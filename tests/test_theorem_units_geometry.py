@@ -1,6 +1,7 @@
 """Unit checks behind the geometry theorems (docs/stability-sam-geometry.md sections 7 and 9): the helpers whose
 values set the theorems' predictions and rules, against independent computations, and the `outliers_` data."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -53,11 +54,22 @@ def test_masked_network_equals_the_narrow_network():
                                mlp_apply(narrow, X), atol=1e-14)
 
 
-def test_spectral_penalty_is_the_sum_of_squared_spectral_norms_of_rank_one_layers():
+def test_spectral_penalty_and_its_gradient_match_the_svd():
+    """sum_l sigma_max(W_l)^2 against NumPy's SVD, and its gradient against the closed form 2 sigma u v^T."""
     rng = np.random.default_rng(0)
-    params = [(jnp.asarray(rng.normal(size=(1, 64))), jnp.zeros(64)),
-              (jnp.asarray(rng.normal(size=(64, 1))), jnp.zeros(1))]
-    expected = sum(np.linalg.norm(np.asarray(W), 2) ** 2 for W, _ in params)       # SVD-based spectral norms
+    shapes = ((2, 64), (64, 2), (5, 3), (1, 7))
+    params = [(jnp.asarray(rng.normal(size=shape)), jnp.zeros(shape[1])) for shape in shapes]
+    svds = [np.linalg.svd(np.asarray(W)) for W, _ in params]
+    expected = sum(s[0] ** 2 for _, s, _ in svds)
     assert float(dherin2022_geometric_complexity.spectral_penalty(params)) == pytest.approx(expected, rel=1e-12)
-    with pytest.raises(ValueError, match="rank-one"):
-        dherin2022_geometric_complexity.spectral_penalty([(jnp.ones((2, 3)), jnp.zeros(3)), (jnp.ones((3, 1)), 0.0)])
+    grads = jax.grad(dherin2022_geometric_complexity.spectral_penalty)(params)
+    for (gW, gb), (u, s, vt) in zip(grads, svds):
+        np.testing.assert_allclose(gW, 2 * s[0] * np.outer(u[:, 0], vt[0]), atol=1e-10)
+        assert not np.any(gb)
+
+
+def test_xor_dataset_is_seeded_and_labelled_by_the_quadrant():
+    X, y = datasets.dataset("geometry_xor_2d", seed=0)
+    assert X.shape == (64, 2) and np.all(np.abs(X) <= 1)
+    np.testing.assert_array_equal(y, (np.sign(X[:, 0]) == np.sign(X[:, 1])).astype(int))
+    np.testing.assert_array_equal(X, datasets.dataset("geometry_xor_2d", seed=0)[0])

@@ -95,15 +95,18 @@ def test_sam_modified_loss_weights_and_its_igr_limit():
 
 # ------------------------------------------------------------------ andriushchenko2022_sam_bias helpers
 from theorems.andriushchenko2022_sam_bias import (effective_scale_minimizer, excess_l1, fitted_scale,  # noqa: E402
-                                                  make_process, sign_test_critical)
+                                                  make_process)
 from theorems.common import datasets  # noqa: E402
 
 
 def test_sign_test_critical_values_match_the_binomial_tail():
     import scipy.stats
-    assert sign_test_critical(8) == 7 and sign_test_critical(10) == 9 and sign_test_critical(12) == 10
+
+    from theorems.common.claims import sign_test_critical
+    assert sign_test_critical(8, 0.05) == 7 and sign_test_critical(10, 0.05) == 9 and sign_test_critical(12, 0.05) == 10
+    assert sign_test_critical(16, 0.01) == 14 and sign_test_critical(3, 0.05) == 4       # 3 coins never reach 5%
     for n in (8, 12, 24):
-        k = sign_test_critical(n)
+        k = sign_test_critical(n, 0.05)
         assert scipy.stats.binom.sf(k - 1, n, 0.5) <= 0.05 < scipy.stats.binom.sf(k - 2, n, 0.5)
 
 

@@ -22,7 +22,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
-import scipy.stats
 
 import dynamics as dyn
 from dynamics.predictions import biased_uv_map, implicit_norm_minimizer, min_l1_interpolant, require_usam_stable
@@ -41,15 +40,6 @@ STEPS = {"quick": 80_000, "full": 160_000}   # physical time lr * steps = 8000 (
 METHODS = ("GD", "n-SAM", "1-SAM")
 SIGN_LEVEL = 0.05
 MATCH_FRACTION = 0.25  # the implicit-norm prediction must resolve the GD-vs-1-SAM difference it explains (4x)
-
-
-def sign_test_critical(n, level=SIGN_LEVEL):
-    """The smallest k with P(Binomial(n, 1/2) >= k) <= level: the one-sided sign-test critical count (fixed before
-    any run, from n alone)."""
-    for k in range(n + 1):
-        if scipy.stats.binom.sf(k - 1, n, 0.5) <= level:
-            return k
-    return n + 1
 
 
 def example_loss(params, example):
@@ -122,7 +112,7 @@ class Andriushchenko2022(Theorem):
 
     def run(self, budget="quick"):
         n_seeds, steps = by_budget(budget, SEEDS["quick"], SEEDS["full"]), by_budget(budget, *STEPS.values())
-        critical = sign_test_critical(n_seeds)  # fixed before any run
+        critical = claims.sign_test_critical(n_seeds, SIGN_LEVEL)  # fixed before any run
         data = [datasets.dataset("sam_sparse_regression", seed=self.seed + s) for s in range(n_seeds)]
         Xs, ys = np.stack([d[0] for d in data]), np.stack([d[1] for d in data])
         ev = {"seeds": n_seeds, "steps": steps, "critical": critical, "alpha": ALPHA, "lr": LR, "rho": RHO,

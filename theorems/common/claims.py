@@ -76,6 +76,14 @@ def z_test(name, samples, expected, why, *, z=4.0, axis=0, role="theorem", note=
     return Claim(name, float(np.max(scores)), z, 0.0, "max", f"{note}; {text}" if note else text, role, why, xfail)
 
 
+def sign_test_critical(n, level):
+    """The smallest k with P(Binomial(n, 1/2) >= k) <= level: the one-sided sign test's critical count, fixed from
+    the number of paired comparisons n before any run (n + 1 when no count reaches the level)."""
+    from scipy import stats
+
+    return next((k for k in range(n + 1) if stats.binom.sf(k - 1, n, 0.5) <= level), n + 1)
+
+
 def slope_why(expected, steps, scale, what):
     """The one-line reason for a +-0.15 slope tolerance: a relative correction c h to the leading error C h^p shifts
     the least-squares slope of log error on log h over ``steps`` by s c h_max, s = the least-squares slope of

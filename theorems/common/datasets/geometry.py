@@ -18,3 +18,13 @@ def regression_1d(seed=0, n=10, noise=0.3):
     x = np.sort(rng.uniform(-1.0, 1.0, n))
     y = np.sin(np.pi * x) + noise * rng.normal(size=n)
     return x[:, None], y
+
+
+@register("geometry_xor_2d")
+def xor_2d(seed=0, n=64):
+    """(X, y): two-class XOR data, X (n, 2) uniform on [-1, 1]^2, y = 1 where x_1 x_2 > 0 and 0 elsewhere (integer
+    labels). A classifier must bend its boundary through the origin; under cross-entropy an unregularized network
+    keeps growing its logits after it separates the data, so its geometric complexity keeps rising and what limits
+    it is visible (Dherin et al. 2022's experiments are classification)."""
+    X = np.random.default_rng(seed).uniform(-1.0, 1.0, (n, 2))
+    return X, (X[:, 0] * X[:, 1] > 0).astype(int)
