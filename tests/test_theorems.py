@@ -97,6 +97,28 @@ def test_expected_failures_are_scoped_and_an_unexpected_pass_fails(monkeypatch, 
     assert status in capsys.readouterr().out
 
 
+class _Warns(_Toy):
+    """A run that raises the same run-time warning twice and another once."""
+
+    def run(self, budget="quick"):
+        import warnings
+
+        for _ in range(2):
+            warnings.warn("solver did not converge: residual 1e-3", RuntimeWarning)
+        warnings.warn("a crowded block", UserWarning)
+        return super().run(budget)
+
+
+def test_run_warnings_are_kept_in_the_verdict_table_and_report(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(registry, "THEOREMS", {"toy": _Warns(2.0)})
+    assert cli.main(["verify", "--report", str(tmp_path / "report.md"), "--json", str(tmp_path / "out.json")]) == 0
+    expected = ["RuntimeWarning: solver did not converge: residual 1e-3", "UserWarning: a crowded block"]
+    assert json.loads((tmp_path / "out.json").read_text())[0]["warnings"] == expected
+    out = capsys.readouterr().out
+    assert "2 warning(s) during the run" in out and all(w in out for w in expected)
+    assert all(f"- {w}" in (tmp_path / "report.md").read_text() for w in expected)
+
+
 def test_usage_errors_exit_2_before_running(monkeypatch, tmp_path, capsys):
     ran = []
 

@@ -43,7 +43,9 @@ def _table(verdicts):
             lines += [f"{'':<24} {more}" for more in wrapped[1:]]
         counts = v.counts()
         lines.append(f"{'':<24} -> {'ok' if v.passed else 'NOT OK'} in {v.seconds:.1f} s: "
-                     + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+                     + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+                     + (f"; {len(v.warnings)} warning(s) during the run:" if v.warnings else ""))
+        lines += [f"{'':<24}    {textwrap.shorten(w, 150)}" for w in v.warnings]
     ok = sum(v.passed for v in verdicts)
     totals = {s: sum(v.counts()[s] for v in verdicts) for s in ("PASS", "XFAIL", "FAIL", "XPASS")}
     lines.append(f"{ok}/{len(verdicts)} theorems ok; claims: "
@@ -75,6 +77,8 @@ def _report(verdicts):
                   f"{c.status(v.budget)} |" for c in v.claims]
         lines += [f"\n- {c.status(v.budget)}, {c.name}: {c.expected_failure.reason} ({c.note})" for c in v.claims
                   if c.expects_failure(v.budget)]
+        if v.warnings:
+            lines += ["", "Warnings raised during the run:", ""] + [f"- {w}" for w in v.warnings]
         if v.figure:
             lines += ["", f"![{v.id}]({v.figure})"]
         lines.append("")

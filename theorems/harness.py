@@ -16,6 +16,7 @@ re-examined instead of kept by habit.
 import dataclasses
 import math
 import time
+import warnings
 
 import numpy as np
 
@@ -172,6 +173,7 @@ class Verdict:
     seconds: float
     figure: str = None
     budget: str = "quick"
+    warnings: tuple = ()   # "Category: message" of each distinct warning raised while the theorem ran
 
     @property
     def passed(self):
@@ -184,7 +186,7 @@ class Verdict:
 
     def as_dict(self):
         return {"id": self.id, "reference": self.reference, "budget": self.budget, "passed": self.passed,
-                "seconds": self.seconds, "figure": self.figure,
+                "seconds": self.seconds, "figure": self.figure, "warnings": list(self.warnings),
                 "claims": [c.as_dict(self.budget) for c in self.claims]}
 
 
@@ -202,14 +204,25 @@ def draw(theorem, evidence, figures_dir):
     return path
 
 
-def judge(theorem, evidence, budget, seconds, figures_dir=None):
-    """The `Verdict` of ``theorem`` on ``evidence`` (check, and draw when figures_dir is given)."""
+def judge(theorem, evidence, budget, seconds, figures_dir=None, run_warnings=()):
+    """The `Verdict` of ``theorem`` on ``evidence`` (check, and draw when figures_dir is given); ``run_warnings``
+    are the warnings its run raised, kept with the verdict."""
     if budget not in BUDGETS:
         raise ValueError(f"budget must be one of {BUDGETS}, got {budget!r}")
     claims = list(theorem.check(evidence))
     path = None if figures_dir is None else draw(theorem, evidence, figures_dir)
     return Verdict(id=theorem.id, reference=theorem.reference, claims=claims, seconds=seconds, figure=path,
-                   budget=budget)
+                   budget=budget, warnings=tuple(run_warnings))
+
+
+def run_recording_warnings(theorem, budget):
+    """(evidence, warnings): ``theorem.run(budget)`` with the warnings it raises (the library's run-time warnings:
+    an unconverged eigensolver, a crowded central-flow block, ...) recorded as distinct "Category: message"
+    strings, in order, instead of printed: they belong to the theorem's verdict and report."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        evidence = theorem.run(budget)
+    return evidence, tuple(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
 
 
 def verify(theorem, budget="quick", figures_dir=None, evidence_dir=None):
@@ -217,10 +230,10 @@ def verify(theorem, budget="quick", figures_dir=None, evidence_dir=None):
     if budget not in BUDGETS:
         raise ValueError(f"budget must be one of {BUDGETS}, got {budget!r}")
     start = time.perf_counter()
-    evidence = theorem.run(budget)
+    evidence, run_warnings = run_recording_warnings(theorem, budget)
     seconds = time.perf_counter() - start
     if evidence_dir is not None:
         from .evidence import save_evidence
 
         save_evidence(evidence_dir, theorem, evidence, budget, seconds)
-    return judge(theorem, evidence, budget, seconds, figures_dir)
+    return judge(theorem, evidence, budget, seconds, figures_dir, run_warnings)
