@@ -230,14 +230,21 @@ def test_real_y0_promoted():
     assert np.max(np.abs(ys.real - np.array(gd))) <= 1e-8 and np.max(np.abs(ys.imag)) <= 1e-8
 
 
-def test_complex_hessian_singular_point():
+def test_complex_hessian_singular_point_is_regularized():
     """E = th0^2 + (0.3 + 0.2i) th1^2 (holomorphic, complex Hessian diag(2, 0.6 + 0.4i)) with h = 0.5: h lambda = 1
-    exactly on the matrix-logarithm route -> StepSizeError naming the singular point."""
+    exactly on the matrix-logarithm route. The plain logarithm fails there; the flow retries with |1 - h lambda|
+    floored at 1e-12 and matches the closed forms: th0(t) = (1e-12)^(t/h) th0(0) (GD: 0 after one step) and th1 =
+    GD's (1 - h lambda_1)^k th1(0) at t = k h. Tolerance 1e-4: the shifted logarithm is accurate to ~4e-6 relative
+    (measured against eig), times |phi| t / h <= 5 over these 4 steps."""
     E = lambda th: th[0] ** 2 + (0.3 + 0.2j) * th[1] ** 2
-    with pytest.raises(dy.StepSizeError, match="h lambda = 1"):
-        dy.simulate(dy.PrincipalFlow(E, 0.5), jnp.asarray([1.0 + 0j, 1.0]), [0.0, 0.1])
     out, ok = apply_phi(jnp.diag(jnp.asarray([1.0 + 0j, 0.3 + 0.2j])), jnp.ones(2, complex))
     assert not bool(ok)
+    h, steps = 0.5, 4
+    ys = np.asarray(dy.simulate(dy.PrincipalFlow(E, h), jnp.asarray([1.0 + 0j, 1.0]), h * np.arange(steps + 1),
+                                rtol=1e-12, atol=1e-14).ys)
+    k = np.arange(steps + 1)
+    np.testing.assert_allclose(ys[:, 1], (1 - h * (0.6 + 0.4j)) ** k, rtol=1e-4)
+    np.testing.assert_allclose(ys[:, 0], 1e-12 ** k, rtol=1e-4, atol=1e-14)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -269,11 +276,16 @@ def test_non_holomorphic_losses():
 
 
 @pytest.mark.parametrize("variant", ["complex", "real"])
-def test_singular_point(variant):
-    """h lambda = 1 exactly (lambda = 2, h = 0.5)."""
+def test_singular_point_is_regularized(variant):
+    """h lambda = 1 exactly (lambda = 2, h = 0.5): phi_h(1) = ln(1e-12) (|1 - h lambda| floored), so the field is
+    ln(1e-12) g = ln(1e-12) 2 theta, finite, and continuous with its neighbours at h lambda = 1 -+ 1e-9."""
     state = jnp.ones(2, complex) if variant == "complex" else jnp.ones(2)
-    with pytest.raises(Exception, match="singular"):
-        _field(dy.PrincipalFlow(lambda th: jnp.sum(th**2), 0.5, variant=variant), state)
+    E = lambda th: jnp.sum(th**2)
+    field = np.asarray(_field(dy.PrincipalFlow(E, 0.5, variant=variant), state))
+    np.testing.assert_allclose(field, np.log(1e-12) * 2 * np.ones(2), rtol=1e-14)
+    for h in (0.5 - 5e-10, 0.5 + 5e-10):
+        near = np.asarray(_field(dy.PrincipalFlow(E, h, variant=variant), state))
+        assert np.all(np.abs(near.real / field.real - 1) < 0.3) and np.all(np.isfinite(near))
 
 
 # ----------------------------------------------------------------------------- spectrum

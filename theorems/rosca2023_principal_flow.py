@@ -24,7 +24,8 @@ GD (a plain numpy loop), the real PF and IGR. Its tolerance [derived]: GD's glob
 max(1, max_i |1 - h lambda_i(theta_i)|) (Lady Windermere's fan with GD's linearization), and the O(h^4) remainder is
 allowed to equal the leading term (factor 2) since h lambda_max ~ 1.5 is not small. Random quadratics come from the
 dataset "flows_quadratic_spectrum".
-The singular point h lambda = 1 (PrincipalFlow raises there) is a unit test (tests/test_principal_flow.py).
+The singular point h lambda = 1 (PrincipalFlow regularizes it: |1 - h lambda| floored at 1e-12) is a unit test
+(tests/test_principal_flow.py).
 """
 
 import diffrax

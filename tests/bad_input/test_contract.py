@@ -411,8 +411,6 @@ OPTION_CASES = [
 # ----------------------------------------------------------------------------- item 8: errors inside compiled code
 
 COMPILED_CASES = [
-    ("pf_singular_h_lambda_1", lambda: dy.simulate(dy.PrincipalFlow(quadratic, 1.0, variant="real"), jnp.asarray(W0),
-                                                   [0.0, 1.0]), Raises((DynamicsError,), "^principal flow")),
     ("pf_complex_not_holomorphic", lambda: dy.simulate(dy.PrincipalFlow(lambda w: jnp.sum(w * jnp.conj(w)), 0.1),
                                                        jnp.asarray(W0, complex), [0.0, 0.2]),
      Raises((DynamicsError,), "^principal flow.*holomorphic")),

@@ -246,9 +246,12 @@ CASES = [
          Equals(lambda: edge_direction_scaled()[1], 1e-9)),
 
     # PrincipalFlow
+    # h lambda = 1 (lambda = 2, h = 0.5) is regularized, not refused: |1 - h lambda| floored at 1e-12, so that
+    # component is (1e-12)^(t/h) w0 (GD: 0 after one step) and the other (1 - h)^(t/h) w0, exactly
     Case("principal-singular-h-lambda", "PrincipalFlow",
-         lambda: sim(processes.PrincipalFlow(quad12, 0.5, variant="real"), W0, STEPS3 / 10),
-         Raises(DynamicsError, "h * lambda = 1")),
+         lambda: sim(processes.PrincipalFlow(quad12, 0.5, variant="real"), W0, STEPS3 / 10, rtol=1e-12, atol=1e-14),
+         Equals(lambda: np.stack([np.asarray(W0) * np.array([0.5, 1e-12]) ** (t / 0.5) for t in STEPS3 / 10]),
+                1e-10)),
     Case("principal-lanczos-steps-zero", "PrincipalFlow",
          lambda: processes.PrincipalFlow(quad12, 0.1, variant="real", method="topk", k=1, lanczos_steps=0),
          Raises(InputError, "lanczos_steps")),
