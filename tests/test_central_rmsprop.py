@@ -176,3 +176,43 @@ def test_bad_initial_nu():
     loss, grad, hess, third, w, nu = problem()
     with pytest.raises(InputError, match="nu_0 must be a scalar"):
         dyn.RMSPropCentralFlow(loss, 0.1, scalar=True).init(dyn.RMSPropFlowState(jnp.asarray(w), jnp.asarray(nu)))
+
+
+@pytest.mark.parametrize("bad, phrase", [(-1.0, "finite and >= 0"), (np.nan, "NaN")])
+def test_negative_or_nan_initial_nu_is_refused(bad, phrase):
+    loss, grad, hess, third, w, nu = problem()
+    nu0 = np.array(nu, float)
+    nu0[0] = bad
+    for make in (dyn.RMSPropCentralFlow, dyn.RMSPropStableFlow):
+        with pytest.raises(InputError, match=phrase):
+            make(loss, 0.1).init(dyn.RMSPropFlowState(jnp.asarray(w), jnp.asarray(nu0)))
+
+
+def test_substeps_that_would_overshoot_nu_are_refused():
+    """beta2 = 0.1: rate (1 - beta2)/beta2 = 9 per step; with 4 Euler substeps nu + (9/4)(target - nu) turns
+    negative (the stable flow returned NaN at step 2 before this check); 9 substeps are accepted."""
+    loss = problem()[0]
+    for make in (dyn.RMSPropCentralFlow, dyn.RMSPropStableFlow):
+        with pytest.raises(InputError, match="substeps >= 9"):
+            make(loss, 0.01, beta2=0.1, substeps=4)
+        make(loss, 0.01, beta2=0.1, substeps=9)
+
+
+def test_a_crowded_block_and_counts_are_reported():
+    """P^-1 H = diag(10, 9, 1)/P with P = (sqrt(1) + eps)/0.25 ~ 4: eigenvalues 2.5, 2.25, 0.25, two critical.
+    k = 1 tracks only the first: the step warns that every tracked eigenvalue is critical and counts it; k = 3 sees
+    the subcritical third (no warning, count 0)."""
+    import warnings
+
+    h = jnp.array([10.0, 9.0, 1.0])
+    loss = lambda w: 0.5 * jnp.sum(h * w**2) + 0.1 * jnp.sum(w**3)
+    y0 = dyn.RMSPropFlowState(jnp.array([1e-4, -1e-4, 1e-4]), jnp.ones(3))
+    with pytest.warns(RuntimeWarning, match="all k = 1 tracked eigenvalues are critical"):
+        out = dyn.simulate(dyn.RMSPropCentralFlow(loss, 0.25, k=1, method="dense"), y0, [0.0, 1.0],
+                           observe_state=True).ys
+    assert int(out.crowded[-1]) == 4 and int(out.unconverged[-1]) == 0          # every one of the 4 substeps
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        out = dyn.simulate(dyn.RMSPropCentralFlow(loss, 0.25, k=3, method="dense"), y0, [0.0, 1.0],
+                           observe_state=True).ys
+    assert int(out.crowded[-1]) == 0

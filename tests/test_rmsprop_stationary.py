@@ -92,3 +92,24 @@ def test_bad_input():
         solve(g, H, 1.0, scalar=1)
     with pytest.raises(InputError, match="finite"):
         dy.predictions.rmsprop_stationary_preconditioner(lambda w: jnp.sum(jnp.sqrt(w - 1.0)), jnp.zeros(2), 1.0)
+
+
+def test_an_inaccurate_certificate_warns(monkeypatch):
+    """A KKT residual above KKT_WARN is not returned silently (here the threshold is lowered below the residual of an
+    ordinary case, ~1e-9, to exercise the path); float32 parameters are promoted so the certificate is float64's."""
+    import warnings
+
+    import dynamics.predictions.rmsprop_stationary as module
+
+    g, H = np.array([0.3, -0.2, 0.1]), np.array([[4.0, 1.0, 0.0], [1.0, 3.0, 0.5], [0.0, 0.5, 2.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        quiet = module.rmsprop_stationary_from_derivatives(g, H, 1.0)
+    loss = lambda w: 0.5 * w @ jnp.asarray(H) @ w + jnp.asarray(g) @ w
+    result = module.rmsprop_stationary_preconditioner(loss, jnp.zeros(3, jnp.float32), 1.0)
+    assert result.g.dtype == np.float64
+    np.testing.assert_allclose(result.g, g, rtol=0, atol=1e-15)
+    monkeypatch.setattr(module, "KKT_WARN", 0.0)
+    assert 0 < quiet.kkt_residual < 1e-6
+    with pytest.warns(RuntimeWarning, match="KKT residual"):
+        module.rmsprop_stationary_from_derivatives(g, H, 1.0)

@@ -16,7 +16,8 @@ Cohen, Damian, Talwalkar, Kolter, Lee, "Understanding optimization in deep learn
                   dnu/dt = ((1 - beta2)/beta2) (E[g^2] - nu),   E[g^2] = grad L^2 + diag(H Sigma H)
 
 (scalar: ||grad L||^2 + tr(H Sigma H) = ||grad L||^2 + sigma^2 S^2 for one critical direction; per-coordinate:
-grad L^2 + (4 nu / eta^2) diag Sigma when the critical eigenvalues equal 2), with Sigma = U X U^T supported on the
+grad L^2 + 4 P^2 diag Sigma = grad L^2 + (4 (sqrt(nu) + eps)^2 / eta^2) diag Sigma when the critical eigenvalues
+equal 2), with Sigma = U X U^T supported on the
 critical generalized eigenvectors H u = lambda P u (U^T P U = I, lambda = eigenvalues of P^{-1} H, critical when
 lambda > ``threshold``), X >= 0 chosen so that the stability condition 2P - H >= 0 is maintained. The 1/beta2 in the
 rate is the paper's (the code cites a footnote of the paper for it; taken as given here).
@@ -37,11 +38,13 @@ code's init, nu_0 = 0 there; here nu_0 may be given), so the flow at tau = k pai
 the update leaving w_k.
 """
 
+import functools
 from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
@@ -50,7 +53,7 @@ from ..errors import InputError, PrecisionError
 from ..linalg import DENSE_LIMIT, solve_eigenpairs
 from .arguments import integer_parameter
 from .base import AbstractDiscrete, StepCost, TimeUnit, positive_lr, real_parameter
-from .eos import solve_sdcp
+from .eos import _warn, solve_sdcp
 
 __all__ = ["RMSPropCentralFlow", "RMSPropFlowState", "RMSPropStableFlow", "scalar_rmsprop"]
 
@@ -95,6 +98,8 @@ class RMSPropFlowState(NamedTuple):
     nu: jax.Array
     block: jax.Array = None
     hvps: jax.Array = None
+    unconverged: jax.Array = None   # central flow: substeps whose eigensolver missed its tolerance
+    crowded: jax.Array = None       # central flow: substeps with every tracked eigenvalue critical (raise k)
 
 
 class _RMSPropFlow(eqx.Module):
@@ -111,6 +116,17 @@ class _RMSPropFlow(eqx.Module):
             raise InputError(f"scalar must be True (one nu: scalar RMSProp) or False (per-coordinate), got {scalar!r}")
         self.loss, self.scalar = loss, scalar
         self.lr, self.beta2, self.eps = _hyper(lr, beta2, eps)
+
+    def _check_substeps(self):
+        """The Euler substep of nu, nu + (rate/substeps)(target - nu), stays >= 0 only while rate/substeps <= 1."""
+        if isinstance(self.beta2, jax.core.Tracer):
+            return
+        ratio = float(self.rate) / self.substeps
+        if ratio > 1.0:
+            raise InputError(f"beta2 = {float(self.beta2):g} relaxes nu at rate (1 - beta2)/beta2 = {float(self.rate):.4g} "
+                             f"per step, {ratio:.4g} per Euler substep with substeps = {self.substeps}: above 1 the "
+                             "substep overshoots and nu turns negative (sqrt(nu) = NaN). Use substeps >= "
+                             f"{int(np.ceil(float(self.rate)))} or a larger beta2")
 
     @property
     def rate(self):
@@ -133,6 +149,9 @@ class _RMSPropFlow(eqx.Module):
         flat, unravel = ravel_pytree(w0)
         square = self._square(gradient(lambda v: self.loss(unravel(v)))(flat))
         nu0 = jnp.asarray(nu0, flat.dtype)
+        if not isinstance(nu0, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(nu0) & (nu0 >= 0))):
+            raise InputError("nu_0 must be finite and >= 0 (an EMA of squared gradients); got "
+                             f"min {float(jnp.min(nu0)):.4g}{' with NaN/Inf' if not bool(jnp.all(jnp.isfinite(nu0))) else ''}")
         if nu0.shape not in ((), square.shape) or (self.scalar and nu0.shape != ()):
             shape = "a scalar" if self.scalar else f"a scalar or a vector of shape {square.shape}"
             raise InputError(f"nu_0 must be {shape} (the EMA of the squared gradient before the first step), got "
@@ -156,6 +175,7 @@ class RMSPropStableFlow(_RMSPropFlow, AbstractDiscrete):
     def __init__(self, loss, lr, beta2=0.99, eps=1e-8, scalar=False, substeps=4):
         self._setup(loss, lr, beta2, eps, scalar)
         self.substeps = integer_parameter(substeps, "substeps")
+        self._check_substeps()
 
     def init(self, w0, k0=0):
         """`RMSPropFlowState` (w_0, nu_1) at tau = 0 (`start`)."""
@@ -237,6 +257,7 @@ class RMSPropCentralFlow(_RMSPropFlow, AbstractDiscrete):
                                                self.k if method == "lanczos" else 1)
         self.tol = real_parameter(tol, "tol", 0.0)
         self.max_iterations = integer_parameter(max_iterations, "max_iterations")
+        self._check_substeps()
 
     def _flat(self, w):
         flat, unravel = ravel_pytree(w)
@@ -282,7 +303,7 @@ class RMSPropCentralFlow(_RMSPropFlow, AbstractDiscrete):
         dw = dw0 + jnp.einsum("kl,kln->n", X, dwX)
         dnu = dnu0 + jnp.einsum("kl,kl...->...", X, dnuX)
         sq_grad = self._square(g) + jnp.einsum("kl,kl...->...", X, sq if not self.scalar else jnp.sum(sq, -1))
-        return Drift(X, U, lam, critical, g, D, A, B, dw, dnu, sq_grad), block, result.hvps
+        return Drift(X, U, lam, critical, g, D, A, B, dw, dnu, sq_grad), block, result.hvps, result
 
     def init(self, w0, k0=0):
         """`RMSPropFlowState` at tau = 0 from parameters or (w_0, nu_0) (`start`)."""
@@ -293,14 +314,31 @@ class RMSPropCentralFlow(_RMSPropFlow, AbstractDiscrete):
         columns = self.k + (2 if self._method(flat.size) == "lobpcg" else 0)
         block = jax.random.normal(jax.random.PRNGKey(0), (flat.size, columns), flat.dtype)
         w0, nu = self.start(w0)
-        return RMSPropFlowState(w0, nu, block, jnp.zeros((), jnp.int64))
+        zero = jnp.zeros((), jnp.int64)
+        return RMSPropFlowState(w0, nu, block, zero, zero, zero)
 
     def step(self, state, k):
+        """``substeps`` Euler substeps. As `CentralFlow`: a substep whose eigensolver missed its tolerance, or whose
+        k tracked eigenvalues are all critical (more may lie outside the block), is counted in the state
+        (``unconverged``, ``crowded``) and warned about once per run (RuntimeWarning, through jax.debug.callback)."""
+        method = self._method(sum(jnp.size(a) for a in jax.tree_util.tree_leaves(state.params)))
+        advice = {"dense": "the dense Hessian is non-finite or the tolerance is below rounding; raise tol",
+                  "lanczos": f"raise lanczos_steps (now {self.lanczos_steps}) or use method='lobpcg'",
+                  "lobpcg": f"raise max_iterations (now {self.max_iterations})"}[method]
+
         def substep(i, carry):
-            w, nu, block, hvps = carry
+            w, nu, block, hvps, unconverged, crowded = carry
             flat, unravel, _ = self._flat(w)
-            d, block, used = self._drift(w, nu, block)
-            return unravel(flat + d.dw / self.substeps), nu + d.dnu / self.substeps, block, hvps + used
+            d, block, used, result = self._drift(w, nu, block)
+            missed = ~(result.converged & jnp.all(jnp.isfinite(d.lam)))
+            full = d.lam[-1] > self.threshold
+            for kind, event, before in (("unconverged", missed, unconverged), ("critical", full, crowded)):
+                note = functools.partial(_warn, kind=kind, k=self.k, advice=advice, flow="RMSPropCentralFlow",
+                                         level_name="threshold (on P^-1 H)")
+                jax.lax.cond(event & (before == 0), lambda: jax.debug.callback(
+                    note, event, k, d.lam, result.residuals, result.tolerance, self.threshold), lambda: None)
+            return (unravel(flat + d.dw / self.substeps), nu + d.dnu / self.substeps, block, hvps + used,
+                    unconverged + missed, crowded + full)
 
         return RMSPropFlowState(*jax.lax.fori_loop(0, self.substeps, substep, tuple(state)))
 

@@ -119,7 +119,8 @@ class CentralFlowState(NamedTuple):
     crowded: jax.Array
 
 
-def _warn(event, step, values, residuals, tolerance, level, *, kind, k, advice):
+def _warn(event, step, values, residuals, tolerance, level, *, kind, k, advice, flow="CentralFlow",
+          level_name="threshold/lr"):
     """Host side of `CentralFlow`'s run-time warnings (first occurrence per run, through jax.debug.callback; step:
     the GD step whose substep analysed the point, the initial iterate's for init). The
     event flag is checked here too: under vmap the guarding `jax.lax.cond` becomes a select that always calls back;
@@ -135,16 +136,18 @@ def _warn(event, step, values, residuals, tolerance, level, *, kind, k, advice):
                                                      pick(tolerance, 0), pick(level, 0))
     values = [round(float(v), 10) for v in values]
     if kind == "critical":
-        message = (f"CentralFlow: all k = {k} tracked eigenvalues are critical (above threshold/lr = "
+        message = (f"{flow}: all k = {k} tracked eigenvalues are critical (above {level_name} = "
                    f"{float(level):.6g}) in step {int(step)} (eigenvalues {values}): more critical eigenvalues may lie "
                    "outside the block, and the flow would miss them. Raise k (the maximum block size). The state's "
-                   "`crowded` counts such analyses (`full`: those with every eigenvalue above track/lr).")
+                   "`crowded` counts such analyses"
+                   + (" (`full`: those with every eigenvalue above track/lr)." if flow == "CentralFlow" else "."))
     else:
         shown = ", ".join(f"{float(r):.3g}" for r in residuals)
-        message = (f"CentralFlow: the eigensolver did not converge on the tracked eigenpairs in step {int(step)}: "
+        message = (f"{flow}: the eigensolver did not converge on the tracked eigenpairs in step {int(step)}: "
                    f"residuals ||H v - lambda v|| = [{shown}] for eigenvalues {values} (Rayleigh quotients: lower "
                    f"bounds), tolerance {float(tolerance):.3g}. Advice: {advice}. The state's `unconverged` counts "
-                   "such analyses; strict=True stops the run instead (SolverBudgetError).")
+                   "such analyses"
+                   + ("; strict=True stops the run instead (SolverBudgetError)." if flow == "CentralFlow" else "."))
     warnings.warn(message, RuntimeWarning, stacklevel=2)
 
 

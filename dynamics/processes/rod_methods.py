@@ -72,7 +72,8 @@ class MethodRodFlow(AbstractFlow):
         dd/dtau = -(1/2)[D(x + d) - D(x - d)] - 2 d          (0 on the ``smooth`` coordinates)
 
     D(z) = method.step(z, tau) - z, the map evaluated at the real step index tau (a constant learning rate, so only
-    optax's own counters see tau; they are carried as real numbers). The rod's ends x +- d model consecutive method
+    optax's own counters see tau; they are carried as real numbers; a schedule inside an optax transformation is not
+    refused, since it cannot be seen from here, and is read at the centre's real-valued count). The rod's ends x +- d model consecutive method
     states; the centre's parameters ``method.params(x)`` model the midpoints (w_k + w_{k+1})/2 at tau = k.
     ``smooth`` (one of `SMOOTH`): "second_moment" (default) keeps step counters and optax second moments (``nu``)
     off the rod, as the follow-up paper treats nu; "none" puts every coordinate on it (then one Euler step dtau = 1
@@ -93,8 +94,9 @@ class MethodRodFlow(AbstractFlow):
             raise InputError(f"MethodRodFlow needs a deterministic one-step method ({names}), got "
                              f"{type(method).__name__}")
         if not getattr(method, "constant_step", True) or callable(getattr(method, "lr", None)):
-            raise InputError("MethodRodFlow needs a constant learning rate: the rod models a fixed map z -> F(z) "
-                             "(a schedule inside an optax transformation is read at the real step tau)")
+            raise InputError("MethodRodFlow needs a constant learning rate: the rod models a fixed map z -> F(z); "
+                             "pass a number as lr (a schedule inside an optax transformation cannot be seen here: it "
+                             "is evaluated at the real-valued step count of the rod's centre)")
         if smooth not in SMOOTH:
             raise InputError(f"smooth must be one of {SMOOTH}, got {smooth!r}")
         self.method, self.order, self.smooth = method, centre_order(order), smooth
