@@ -216,3 +216,18 @@ def test_a_crowded_block_and_counts_are_reported():
         out = dyn.simulate(dyn.RMSPropCentralFlow(loss, 0.25, k=3, method="dense"), y0, [0.0, 1.0],
                            observe_state=True).ys
     assert int(out.crowded[-1]) == 0
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("method, options", [("lanczos", {"lanczos_steps": 6}), ("lobpcg", {})])
+def test_iterative_eigensolvers_step_like_dense(method, options):
+    """One flow step (4 substeps, two critical eigenvalues) with Lanczos (a full Krylov space: 6 steps on 6
+    parameters) and LOBPCG against the dense eigensolver: the same (w, nu) to 1e-9, no unconverged substep."""
+    loss, grad, hess, third, w, nu = problem()
+    y0 = dyn.RMSPropFlowState(jnp.asarray(w), jnp.asarray(nu))
+    runs = {name: dyn.simulate(dyn.RMSPropCentralFlow(loss, ETA, BETA2, EPS, k=3, method=name, **opts), y0,
+                               [0.0, 1.0], observe_state=True).ys
+            for name, opts in (("dense", {}), (method, options))}
+    np.testing.assert_allclose(runs[method].params[-1], runs["dense"].params[-1], atol=1e-9)
+    np.testing.assert_allclose(runs[method].nu[-1], runs["dense"].nu[-1], atol=1e-9)
+    assert int(runs[method].unconverged[-1]) == 0
