@@ -85,6 +85,13 @@ def _residual_slope(t, W, flat_hat, W_tilde):
     return residual, window, fit_line(np.log(t[window]), np.log(residual[window]))
 
 
+def _mode_slope_claim(name, fit, kappa, why, note):
+    """The residual's fitted log-log slope within [-1, -kappa] +- 4 standard errors (modes t^-rate, rate in
+    [kappa, 1])."""
+    return claims.within(name, fit.slope, -1.0 - 4 * fit.slope_stderr, -kappa + 4 * fit.slope_stderr, why=why,
+                         note=note)
+
+
 class Soudry2018Multiclass(Theorem):
     id = "soudry2018_multiclass"
     reference = ("Soudry, Hoffer, Nacson, Gunasekar, Srebro: The implicit bias of gradient descent on separable data, "
@@ -120,8 +127,9 @@ class Soudry2018Multiclass(Theorem):
         require_step_below(lr, gd_bound(X), "GD on softmax cross-entropy")
         ks, W_gd = runs.gd_saves(dyn.GradientDescent(loss, lr), jnp.zeros((K, d)),
                                  runs.geometric_steps(gd_steps, 5, first=10))
-        sgd_lr = SGD_FRACTION * sgd_bound(X)
-        require_step_below(sgd_lr, sgd_bound(X), "SGD (B = 1) on softmax cross-entropy")
+        bound = sgd_bound(X)
+        sgd_lr = SGD_FRACTION * bound
+        require_step_below(sgd_lr, bound, "SGD (B = 1) on softmax cross-entropy")
         sgd = dyn.SGD(loss, jnp.asarray(sgd_lr), 1, jax.random.key(SGD_KEY), "reshuffle")
         k_sgd, W_sgd = runs.gd_saves(sgd, jnp.zeros((K, d)), runs.geometric_steps(sgd_steps, 5, first=len(X)))
         return {"X": X, "y": y, "Z": Z, "W_hat": solution.W, "W_tilde": asy.w_tilde.reshape(K, d),
@@ -144,7 +152,8 @@ class Soudry2018Multiclass(Theorem):
         W = ev["W_gf"].reshape(len(taus), -1)
         predicted = T[:, None] * flat_hat + W_tilde.reshape(-1)
         late = taus >= 50.0
-        fit = extrapolate_inverse(T[late], dyn.direction_error(W, flat_hat)[late] * T[late])
+        gf_error = dyn.direction_error(W, flat_hat)
+        fit = extrapolate_inverse(T[late], gf_error[late] * T[late])
         closed = extrapolate_inverse(T[late], dyn.direction_error(predicted, flat_hat)[late] * T[late])
         bias = closed.intercept - ev["C"]
         out.append(claims.identity(
@@ -168,9 +177,8 @@ class Soudry2018Multiclass(Theorem):
 
         t = ev["t_gd"]
         r_gd, window, gfit = _residual_slope(t, ev["W_gd"], flat_hat, W_tilde)
-        out.append(claims.within(
-            "M3 GD: slope of log ||W - W_hat log t - W_tilde|| vs log t (last two decades of t)", gfit.slope,
-            -1.0 - 4 * gfit.slope_stderr, -kappa + 4 * gfit.slope_stderr,
+        out.append(_mode_slope_claim(
+            "M3 GD: slope of log ||W - W_hat log t - W_tilde|| vs log t (last two decades of t)", gfit, kappa,
             why="the residual is a sum of modes t^-rate with rates in [kappa, 1] (lifted rates, CE and O(lr) forcing "
                 "at rate 1, log t/t at worst): local slope in [-1, -kappa] +- 4 s.e.; a limit other than W_tilde "
                 "gives 0",
@@ -180,18 +188,18 @@ class Soudry2018Multiclass(Theorem):
         ts = ev["t_sgd"]
         W_sgd = ev["W_sgd"].reshape(len(ts), -1)
         r_sgd, last, sfit = _residual_slope(ts, W_sgd, flat_hat, W_tilde)
-        out.append(claims.within(
-            "S1 SGD: slope of log ||W - W_hat log t - W_tilde|| vs log t (last two decades of t = k lr/N)", sfit.slope,
-            -1.0 - 4 * sfit.slope_stderr, -kappa + 4 * sfit.slope_stderr,
+        out.append(_mode_slope_claim(
+            "S1 SGD: slope of log ||W - W_hat log t - W_tilde|| vs log t (last two decades of t = k lr/N)", sfit, kappa,
             why="as M3: SGD averages to GD at the effective time (reshuffling: its deviation from GD decays like "
                 "t^-kappa or t^-1, Nacson-Srebro-Soudry), so the residual is a sum of modes with rates in [kappa, 1] "
                 "+- 4 s.e.; a wrong limit gives 0",
             note=f"lr = {ev['sgd_lr']:.4g} (B = 1, {SGD_FRACTION} of the per-example bound), {ev['sgd_steps']:.0e} "
                  f"steps, t_end = {ts[-1]:.3g}, residual {r_sgd[last][0]:.3g} -> {r_sgd[-1]:.3g}"))
         L_sgd = np.log(ts)
-        sgd_fit = extrapolate_inverse(L_sgd[last], dyn.direction_error(W_sgd, flat_hat)[last] * L_sgd[last])
+        sgd_error = dyn.direction_error(W_sgd, flat_hat)
+        sgd_fit = extrapolate_inverse(L_sgd[last], sgd_error[last] * L_sgd[last])
         same = (T >= L_sgd[last][0]) & (T <= L_sgd[-1])
-        gf_fit = extrapolate_inverse(T[same], dyn.direction_error(W, flat_hat)[same] * T[same])
+        gf_fit = extrapolate_inverse(T[same], gf_error[same] * T[same])
         window_bias = gf_fit.intercept - ev["C"]
         out.append(claims.identity(
             "S2 SGD: 1/log t extrapolation of direction error * log t (last two decades of t) vs C", sgd_fit.intercept,
@@ -200,7 +208,7 @@ class Soudry2018Multiclass(Theorem):
                 f"slow t^-kappa and 1/log^2 t terms: on the independent GF run (M1/M2 certify its limit) over the same "
                 f"range of t it misses by {window_bias:.3g}; tolerance twice that",
             note=f"SGD extrapolates to {sgd_fit.intercept:.4f}, GF over the same t to {gf_fit.intercept:.4f}; "
-                 f"direction error * log t at t_end = {dyn.direction_error(W_sgd, flat_hat)[-1] * L_sgd[-1]:.4f}"))
+                 f"direction error * log t at t_end = {sgd_error[-1] * L_sgd[-1]:.4f}"))
         drift = float(np.abs(ev["W_sgd"].sum(axis=1)).max())  # W(0) = 0, so sum_k w_k(0) = 0
         rounding = ev["sgd_steps"] * W_hat.shape[0] * np.finfo(float).eps * float(np.abs(ev["W_sgd"]).max())
         out.append(claims.bound(

@@ -38,7 +38,6 @@ code's init, nu_0 = 0 there; here nu_0 may be given), so the flow at tau = k pai
 the update leaving w_k.
 """
 
-import functools
 from typing import NamedTuple
 
 import equinox as eqx
@@ -46,14 +45,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.flatten_util import ravel_pytree
 
 from ..derivatives import gradient, third
 from ..errors import InputError, PrecisionError
-from ..linalg import DENSE_LIMIT, solve_eigenpairs
+from ..linalg import solve_eigenpairs
 from .arguments import integer_parameter
 from .base import AbstractDiscrete, StepCost, TimeUnit, positive_lr, real_parameter
-from .eos import _warn, solve_sdcp
+from .eos import _advice, _default_eigensolver, _flat_objective, _warn_once, solve_sdcp
 
 __all__ = ["RMSPropCentralFlow", "RMSPropFlowState", "RMSPropStableFlow", "scalar_rmsprop"]
 
@@ -128,6 +126,9 @@ class _RMSPropFlow(eqx.Module):
                              "substep overshoots and nu turns negative (sqrt(nu) = NaN). Use substeps >= "
                              f"{int(np.ceil(float(self.rate)))} or a larger beta2")
 
+    def _flat(self, w):
+        return _flat_objective(self.loss, w)
+
     @property
     def rate(self):
         """(1 - beta2)/beta2: the nu relaxation rate per unit of step time (the paper's)."""
@@ -146,8 +147,8 @@ class _RMSPropFlow(eqx.Module):
         parameters, or a scalar for scalar RMSProp); nu_1 = beta2 nu_0 + (1 - beta2) g_0^2 is the EMA of the update
         leaving w_0, the flow's nu at tau = 0."""
         w0, nu0 = (y0.params, y0.nu) if isinstance(y0, RMSPropFlowState) else (y0, 0.0)
-        flat, unravel = ravel_pytree(w0)
-        square = self._square(gradient(lambda v: self.loss(unravel(v)))(flat))
+        flat, _, E = self._flat(w0)
+        square = self._square(gradient(E)(flat))
         nu0 = jnp.asarray(nu0, flat.dtype)
         if not isinstance(nu0, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(nu0) & (nu0 >= 0))):
             raise InputError("nu_0 must be finite and >= 0 (an EMA of squared gradients); got "
@@ -183,8 +184,8 @@ class RMSPropStableFlow(_RMSPropFlow, AbstractDiscrete):
 
     def field(self, w, nu):
         """(dw/dtau, dnu/dtau) at (w, nu)."""
-        flat, unravel = ravel_pytree(w)
-        g = gradient(lambda v: self.loss(unravel(v)))(flat)
+        flat, unravel, E = self._flat(w)
+        g = gradient(E)(flat)
         return unravel(-g / self.preconditioner(nu)), self.rate * (self._square(g) - nu)
 
     def step(self, state, k):
@@ -259,12 +260,8 @@ class RMSPropCentralFlow(_RMSPropFlow, AbstractDiscrete):
         self.max_iterations = integer_parameter(max_iterations, "max_iterations")
         self._check_substeps()
 
-    def _flat(self, w):
-        flat, unravel = ravel_pytree(w)
-        return flat, unravel, (lambda v: self.loss(unravel(v)))
-
     def _method(self, n):
-        return self.method or ("dense" if n <= DENSE_LIMIT else "lobpcg")
+        return _default_eigensolver(self.method, n)
 
     def drift(self, w, nu, start=None):
         """`Drift` at (w, nu) for one substep dt = 1/substeps (compiled); ``start`` warm-starts the eigensolver."""
@@ -322,9 +319,7 @@ class RMSPropCentralFlow(_RMSPropFlow, AbstractDiscrete):
         k tracked eigenvalues are all critical (more may lie outside the block), is counted in the state
         (``unconverged``, ``crowded``) and warned about once per run (RuntimeWarning, through jax.debug.callback)."""
         method = self._method(sum(jnp.size(a) for a in jax.tree_util.tree_leaves(state.params)))
-        advice = {"dense": "the dense Hessian is non-finite or the tolerance is below rounding; raise tol",
-                  "lanczos": f"raise lanczos_steps (now {self.lanczos_steps}) or use method='lobpcg'",
-                  "lobpcg": f"raise max_iterations (now {self.max_iterations})"}[method]
+        advice = _advice(method, self.lanczos_steps, self.max_iterations)
 
         def substep(i, carry):
             w, nu, block, hvps, unconverged, crowded = carry
@@ -332,11 +327,9 @@ class RMSPropCentralFlow(_RMSPropFlow, AbstractDiscrete):
             d, block, used, result = self._drift(w, nu, block)
             missed = ~(result.converged & jnp.all(jnp.isfinite(d.lam)))
             full = d.lam[-1] > self.threshold
-            for kind, event, before in (("unconverged", missed, unconverged), ("critical", full, crowded)):
-                note = functools.partial(_warn, kind=kind, k=self.k, advice=advice, flow="RMSPropCentralFlow",
-                                         level_name="threshold (on P^-1 H)")
-                jax.lax.cond(event & (before == 0), lambda: jax.debug.callback(
-                    note, event, k, d.lam, result.residuals, result.tolerance, self.threshold), lambda: None)
+            _warn_once((("unconverged", missed, unconverged), ("critical", full, crowded)), k, d.lam, result,
+                       self.threshold, k=self.k, advice=advice, flow="RMSPropCentralFlow",
+                       level_name="threshold (on P^-1 H)")
             return (unravel(flat + d.dw / self.substeps), nu + d.dnu / self.substeps, block, hvps + used,
                     unconverged + missed, crowded + full)
 

@@ -151,6 +151,36 @@ def _warn(event, step, values, residuals, tolerance, level, *, kind, k, advice, 
     warnings.warn(message, RuntimeWarning, stacklevel=2)
 
 
+def _flat_objective(loss, w):
+    """(flat w, unravel, E on flat vectors) for a loss of the pytree w."""
+    flat, unravel = ravel_pytree(w)
+    return flat, unravel, (lambda v: loss(unravel(v)))
+
+
+def _default_eigensolver(method, n):
+    """``method``, or "dense" up to DENSE_LIMIT parameters and "lobpcg" above (the central flows' rule)."""
+    return method or ("dense" if n <= DENSE_LIMIT else "lobpcg")
+
+
+def _advice(method, lanczos_steps, max_iterations, guard=None):
+    """What to change when the central flows' ``method`` eigensolver misses its tolerance."""
+    lobpcg = f"raise max_iterations (now {max_iterations})"
+    if guard is not None:
+        lobpcg += f" or guard (now {guard}), or warm-start (start=)"
+    return {"dense": "the dense Hessian is non-finite or the tolerance is below rounding; raise tol",
+            "lanczos": f"raise lanczos_steps (now {lanczos_steps}) or use method='lobpcg'",
+            "lobpcg": lobpcg}[method]
+
+
+def _warn_once(events, step, values, result, level, **labels):
+    """For each (kind, event, count before) in ``events``: `_warn` through jax.debug.callback when the event happens
+    for the first time in the run (count before = 0). ``labels``: `_warn`'s keywords (kind excluded)."""
+    for kind, event, before in events:
+        note = functools.partial(_warn, kind=kind, **labels)
+        jax.lax.cond(event & (before == 0), lambda: jax.debug.callback(
+            note, event, step, values, result.residuals, result.tolerance, level), lambda: None)
+
+
 class CentralFlow(AbstractDiscrete):
     """Central flow of GD with learning rate eta, advanced by ``substeps`` Euler substeps per GD step.
 
@@ -230,11 +260,10 @@ class CentralFlow(AbstractDiscrete):
 
     def eigensolver(self, n):
         """The eigensolver used on n parameters: ``method``, or "dense" up to DENSE_LIMIT parameters, "lobpcg" above."""
-        return self.method or ("dense" if n <= DENSE_LIMIT else "lobpcg")
+        return _default_eigensolver(self.method, n)
 
     def _flat(self, w):
-        flat, unravel = ravel_pytree(w)
-        return flat, unravel, (lambda v: self.loss(unravel(v)))
+        return _flat_objective(self.loss, w)
 
     def _eigen(self, E, flat, start, method=None, tracked=True):
         """Top-k eigenpairs at flat as `Eigenpairs`, and the block to warm-start the next solve. ``tracked``: only the
@@ -303,16 +332,10 @@ class CentralFlow(AbstractDiscrete):
         converged = result.converged & jnp.all(jnp.isfinite(lam))  # pair 1, pair i when lambda_{i-1} > track/eta
         full = lam[-1] > self.track / self.lr
         method = self.eigensolver(flat.size)
-        advice = {"dense": "the dense Hessian is non-finite or the tolerance is below rounding; raise tol",
-                  "lanczos": f"raise lanczos_steps (now {self.lanczos_steps}) or use method='lobpcg'",
-                  "lobpcg": f"raise max_iterations (now {self.max_iterations}) or guard (now {self.guard}), or "
-                            "warm-start (start=)"}[method]
+        advice = _advice(method, self.lanczos_steps, self.max_iterations, self.guard)
         crowded = lam[-1] > self.threshold / self.lr             # every tracked eigenvalue is critical
-        for kind, event, before in (("unconverged", ~converged, state.unconverged),
-                                    ("critical", crowded, state.crowded)):
-            note = functools.partial(_warn, kind=kind, k=self.k, advice=advice)
-            jax.lax.cond(event & (before == 0), lambda: jax.debug.callback(
-                note, event, k, lam, result.residuals, result.tolerance, self.threshold / self.lr), lambda: None)
+        _warn_once((("unconverged", ~converged, state.unconverged), ("critical", crowded, state.crowded)), k, lam,
+                   result, self.threshold / self.lr, k=self.k, advice=advice)
         new = CentralFlowState(
             w, block, state.hvps + result.hvps, state.third + count * (count + 1) // 2,
             -self.lr * (g + 0.5 * correction), loss, lam, X, tracked, count, result.residuals,
